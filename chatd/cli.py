@@ -1,0 +1,210 @@
+"""The ``chatd`` command: run the server and administer users."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from chatd import __version__
+from chatd.config import Config, ConfigError, is_loopback, load
+from chatd.core.errors import ChatdError
+
+T = TypeVar("T")
+app = typer.Typer(
+    help="chatd: a self-hosted chat server.", no_args_is_help=True, add_completion=False
+)
+user_app = typer.Typer(help="Create and administer user accounts.", no_args_is_help=True)
+invite_app = typer.Typer(
+    help='Invites for servers with registration = "invite".', no_args_is_help=True
+)
+app.add_typer(user_app, name="user")
+app.add_typer(invite_app, name="invite")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (see config.example.toml).")
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where chatd keeps its data [default: ./chatd-data]."),
+]
+
+
+def _config(config: Path | None, **server: Any) -> Config:
+    try:
+        return load(config).with_server(**server)
+    except ConfigError as exc:
+        typer.echo(f"chatd: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"chatd: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8080].")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run the server (WebSocket gateway, REST API, storage) in this process."""
+    import uvloop
+    from aiohttp import web
+
+    from chatd.app import build_app
+
+    cfg = _config(config, host=host, port=port, data_dir=str(data_dir) if data_dir else None)
+    logging.basicConfig(
+        level=cfg.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log = logging.getLogger("chatd")
+    if cfg.auth.registration == "open" and not is_loopback(cfg.server.host):
+        log.warning(
+            "registration is open on %s: anyone who reaches this address can sign up "
+            '(set [auth] registration = "invite" or "closed" to prevent it)',
+            cfg.server.host,
+        )
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        application = build_app(cfg)
+    except Exception as exc:  # a missing plugin, an unwritable data dir
+        _fail(str(exc))
+    log.info(
+        "chatd %s on http://%s:%s (data in %s)",
+        __version__,
+        cfg.server.host,
+        cfg.server.port,
+        cfg.data_path.resolve(),
+    )
+    web.run_app(
+        application,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        loop=loop,
+        print=None,
+        shutdown_timeout=cfg.server.shutdown_timeout_s,
+        access_log=None,
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print chatd's version."""
+    typer.echo(__version__)
+
+
+def _with_accounts(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``action(accounts)`` against the configured store, opened for this command only."""
+    from chatd.app import make_accounts, make_storage
+    from chatd.gateway.sessions import SessionRegistry
+
+    async def run() -> T:
+        storage = make_storage(cfg)
+        await storage.open()
+        try:
+            # No sockets here: a running server learns of bans and revocations
+            # through the revocation feed it polls.
+            return await action(make_accounts(cfg, storage, SessionRegistry()))
+        finally:
+            await storage.aclose()
+
+    try:
+        return asyncio.run(run())
+    except ChatdError as exc:
+        _fail(exc.message)
+        raise  # unreachable: _fail exits
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Username: 3-32 of a-z 0-9 _ . -")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user a server admin.")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from the first line of standard input."
+        ),
+    ] = False,
+    display_name: Annotated[str | None, typer.Option(help="Name shown to others.")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a user (works whatever the registration policy)."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+    password = _read_password(password_stdin)
+    user = _with_accounts(
+        cfg, lambda a: a.create_user(name, password, display_name=display_name, is_admin=admin)
+    )
+    typer.echo(f"created user {user.username} ({user.user_id}){' as admin' if admin else ''}")
+
+
+@user_app.command("list")
+def user_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """List every user: id, name, admin and banned flags."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+
+    users = _with_accounts(cfg, lambda a: a.list_users())
+    typer.echo(f"{'USERNAME':<32} {'USER ID':<36} FLAGS")
+    for u in users:
+        flags = ",".join(f for f, on in (("admin", u.is_admin), ("banned", u.banned)) if on)
+        typer.echo(f"{u.username:<32} {u.user_id:<36} {flags}")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Set a user's password; every device of the user is logged out."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+    password = _read_password(password_stdin)
+    _with_accounts(cfg, lambda a: a.set_password(name, password))
+    typer.echo(f"password of {name} changed; its devices are logged out")
+
+
+@user_app.command("ban")
+def user_ban(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Ban a user: logins are refused and open connections are closed."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+    _with_accounts(cfg, lambda a: a.set_banned(name, True))
+    typer.echo(f"banned {name}")
+
+
+@user_app.command("unban")
+def user_unban(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Lift a ban; the user can log in again."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+    _with_accounts(cfg, lambda a: a.set_banned(name, False))
+    typer.echo(f"unbanned {name}")
+
+
+@invite_app.command("create")
+def invite_create(
+    uses: Annotated[int, typer.Option(min=1, help="How many registrations it allows.")] = 1,
+    days: Annotated[int, typer.Option(min=1, help="Days until it expires.")] = 7,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Make an invite code to give to someone who should be able to register."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+    code = _with_accounts(cfg, lambda a: a.create_invite(uses, days))
+    typer.echo(code)

@@ -1,0 +1,205 @@
+"""Configuration: frozen dataclasses read from TOML.
+
+Every key has its default here, and only here. An unknown key or a value of the
+wrong type stops start-up with a message naming the key, so a typo never runs
+silently with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who wrote the file."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "./chatd-data"
+    node_id: str = ""
+    allowed_origins: list[str] = field(default_factory=list)
+    heartbeat_s: float = 30.0
+    send_queue_frames: int = 4096
+    shutdown_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class SqliteConfig:
+    synchronous: str = "FULL"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    backend: str = "sqlite"
+    sqlite: SqliteConfig = field(default_factory=SqliteConfig)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    registration: str = "open"
+    token_ttl_days: int = 365
+    min_password_length: int = 6
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int = 65536
+    max_frame_bytes: int = 262144
+    messages_per_second: float = 20.0
+    login_attempts_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir).expanduser()
+
+    def with_server(self, **changes: Any) -> Config:
+        """A copy with some ``[server]`` keys replaced (command-line flags win)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        config = dataclasses.replace(self, server=dataclasses.replace(self.server, **changes))
+        _check(config)
+        return config
+
+
+def load(path: Path | None = None) -> Config:
+    """Read ``path`` (TOML) over the defaults; no path means all defaults."""
+    if path is None:
+        return Config()
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(raw)
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    config = _build(Config, raw, "")
+    _check(config)
+    return config
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            place = f"[{where}] " if where else ""
+            raise ConfigError(f"{place}{key}: unknown key (known: {', '.join(sorted(names))})")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        name = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, name)
+        else:
+            values[key] = _coerce(hint, value, name)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise ConfigError(f"{_label(name)} must be a list of {item.__name__}")
+        return list(value)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool):
+        raise ConfigError(f"{_label(name)} must be an integer, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{_label(name)} must be {_kind(hint)}, got {value!r}")
+    return value
+
+
+def _label(name: str) -> str:
+    section, _, key = name.rpartition(".")
+    return f"[{section}] {key}" if section else key
+
+
+def _kind(hint: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, str(hint)
+    )
+
+
+def _check(config: Config) -> None:
+    """Value ranges and choices; each failure names its key."""
+    s, a, lim = config.server, config.auth, config.limits
+    rules: list[tuple[bool, str]] = [
+        (0 <= s.port <= 65535, "[server] port must be 0-65535"),
+        (s.heartbeat_s > 0, "[server] heartbeat_s must be positive"),
+        (s.send_queue_frames >= 16, "[server] send_queue_frames must be at least 16"),
+        (config.storage.backend != "", "[storage] backend must name a storage plugin"),
+        (
+            config.storage.sqlite.synchronous.upper() in {"FULL", "NORMAL", "EXTRA"},
+            "[storage.sqlite] synchronous must be FULL, NORMAL or EXTRA",
+        ),
+        (
+            a.registration in {"open", "invite", "closed"},
+            "[auth] registration must be open, invite or closed",
+        ),
+        (a.token_ttl_days >= 1, "[auth] token_ttl_days must be at least 1"),
+        (1 <= a.min_password_length <= 1024, "[auth] min_password_length must be 1-1024"),
+        (a.argon2_time_cost >= 1, "[auth] argon2_time_cost must be at least 1"),
+        (
+            a.argon2_memory_kib >= 8 * a.argon2_parallelism,
+            "[auth] argon2_memory_kib must be at least 8 x argon2_parallelism",
+        ),
+        (a.argon2_parallelism >= 1, "[auth] argon2_parallelism must be at least 1"),
+        (lim.max_message_bytes >= 1, "[limits] max_message_bytes must be positive"),
+        (
+            lim.max_frame_bytes >= lim.max_message_bytes + 1024,
+            "[limits] max_frame_bytes must exceed max_message_bytes by at least 1024",
+        ),
+        (lim.messages_per_second >= 0, "[limits] messages_per_second must be >= 0 (0: no limit)"),
+        (lim.login_attempts_per_minute >= 1, "[limits] login_attempts_per_minute must be >= 1"),
+        (
+            config.log.level.lower() in {"debug", "info", "warning", "error"},
+            "[log] level must be debug, info, warning or error",
+        ),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,46 @@
+"""The one error type of chatd, carrying a wire-contract error code.
+
+Every refusal the server makes is a ``ChatdError``; the gateway maps its code to an
+HTTP status or an ``error`` frame, so a code means the same thing on every path.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+ErrorCode = Literal[
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "unavailable",
+]
+
+
+class ChatdError(Exception):
+    """A refusal the caller can act on; ``code`` is one of the contract's codes."""
+
+    def __init__(self, code: ErrorCode, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"ChatdError({self.code!r}, {self.message!r})"
+
+
+def bad_request(message: str) -> ChatdError:
+    return ChatdError("bad_request", message)
+
+
+def not_found(what: str = "not found") -> ChatdError:
+    return ChatdError("not_found", what)
+
+
+def forbidden(message: str) -> ChatdError:
+    return ChatdError("forbidden", message)

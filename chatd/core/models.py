@@ -1,0 +1,152 @@
+"""Domain records shared by services and storage adapters.
+
+Plain frozen dataclasses: adapters build them from rows, services read them, and
+the gateway turns them into contract JSON through ``chatd.core.views``.
+Times are integer milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ChatKind = Literal["direct", "group"]
+Role = Literal["admin", "member"]
+MESSAGE_TYPES = frozenset({"text", "image", "video", "audio", "file"})
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    username: str
+    display_name: str
+    password_hash: str
+    created_at: int
+    status_message: str = ""
+    avatar_media_id: str | None = None
+    is_admin: bool = False
+    banned: bool = False
+    last_seen: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    user_id: str
+    name: str
+    created_at: int
+    expires_at: int
+    revoked_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    user_id: str
+    contact_id: str
+    name: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    chat_id: str
+    kind: ChatKind
+    created_at: int
+    title: str | None = None
+    description: str | None = None
+    avatar_media_id: str | None = None
+    created_by: str | None = None
+    last_seq: int = 0
+    last_activity: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A user's membership of a chat, with the user's own watermarks in it.
+
+    ``delivered_seq``: some device of the user has every message up to it.
+    ``read_seq``: the user has read every message up to it (never above delivered).
+    ``joined_seq``: the chat's last seq when the user joined; history starts after it.
+    """
+
+    chat_id: str
+    user_id: str
+    role: Role
+    joined_at: int
+    joined_seq: int = 0
+    delivered_seq: int = 0
+    read_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDraft:
+    """What a sender asks to store; the store adds id, seq and timestamp."""
+
+    chat_id: str
+    sender_id: str
+    sender_device_id: str
+    type: str
+    content: str
+    client_msg_id: str
+    media_id: str | None = None
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    message_id: str
+    chat_id: str
+    seq: int
+    sender_id: str
+    sender_device_id: str
+    type: str
+    content: str
+    client_msg_id: str
+    created_at: int
+    media_id: str | None = None
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The outcome of an append: ``created`` is False when ``client_msg_id`` was seen before."""
+
+    message: Message
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkMove:
+    """A request to raise a member's (and optionally one device's) watermarks."""
+
+    chat_id: str
+    user_id: str
+    device_id: str | None = None
+    delivered_seq: int = 0
+    read_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkResult:
+    """Member watermarks before and after a move; equal values mean nothing changed."""
+
+    delivered_before: int
+    delivered_after: int
+    read_before: int
+    read_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChat:
+    """A chat in which a device has not acknowledged everything yet."""
+
+    chat_id: str
+    after_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    chat: Chat
+    member: Member
+    members: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,163 @@
+"""Storage ports, split by entity.
+
+Written in partitions, keys and watermarks, never joins, so a wide-column store
+(ScyllaDB) implements them as directly as SQLite does. Unless a method says so,
+a write is durable when its awaitable returns: the caller may acknowledge it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from chatd.core.models import (
+    Appended,
+    Chat,
+    Contact,
+    Device,
+    Member,
+    Message,
+    MessageDraft,
+    PendingChat,
+    User,
+    WatermarkMove,
+    WatermarkResult,
+)
+
+
+class UserStore(Protocol):
+    async def create(self, user: User) -> None:
+        """Store a new user; ``ChatdError('conflict')`` if the username is taken."""
+
+    async def get(self, user_id: str) -> User | None: ...
+
+    async def get_by_name(self, username: str) -> User | None:
+        """Usernames are compared case-insensitively (stored lower-case)."""
+
+    async def search(self, prefix: str, limit: int) -> list[User]:
+        """Users whose username starts with ``prefix``, in username order."""
+
+    async def list_all(self, limit: int, after_username: str = "") -> list[User]: ...
+
+    async def update(self, user_id: str, **fields: object) -> User | None:
+        """Set the named profile fields (display_name, status_message, avatar_media_id,
+        password_hash, is_admin, banned, last_seen); returns the new record."""
+
+
+class DeviceStore(Protocol):
+    async def create(self, device: Device, token_hash: str) -> None: ...
+
+    async def by_token(self, token_hash: str) -> Device | None:
+        """The device a token belongs to, revoked or not; the caller checks expiry."""
+
+    async def list_for_user(self, user_id: str) -> list[Device]:
+        """The user's devices that are not revoked."""
+
+    async def revoke(self, device_id: str) -> bool:
+        """Revoke one device at once and record it in the revocation feed.
+        True if it was live."""
+
+    async def revoke_all(self, user_id: str) -> list[str]:
+        """Revoke every device of a user; returns their ids."""
+
+    async def revocations_since(self, cursor: int) -> tuple[list[str], int]:
+        """Devices revoked (or whose user was banned) after ``cursor``, and the new
+        cursor. Every node polls this feed, so a revocation reaches all of them."""
+
+    async def record_ban(self, user_id: str) -> None:
+        """Put every device of a banned user on the revocation feed."""
+
+
+class ContactStore(Protocol):
+    async def put(self, contact: Contact) -> None: ...
+
+    async def delete(self, user_id: str, contact_id: str) -> bool: ...
+
+    async def list_for_user(self, user_id: str) -> list[Contact]: ...
+
+    async def watchers(self, contact_id: str) -> list[str]:
+        """Users who have ``contact_id`` in their contacts (they see its presence)."""
+
+
+class InviteStore(Protocol):
+    async def create(self, code: str, uses: int, expires_at: int | None) -> None: ...
+
+    async def consume(self, code: str, now: int) -> bool:
+        """Use an invite once, atomically; False if unknown, used up or expired."""
+
+
+class ChatStore(Protocol):
+    async def get_or_create_direct(self, chat: Chat, user_a: str, user_b: str) -> Chat:
+        """The one direct chat of two users; ``chat`` is stored only if none exists.
+        Atomic: two concurrent calls return the same chat."""
+
+    async def get(self, chat_id: str) -> Chat | None: ...
+
+    async def members(self, chat_id: str) -> list[Member]: ...
+
+    async def member(self, chat_id: str, user_id: str) -> Member | None: ...
+
+    async def memberships(self, user_id: str) -> list[Member]:
+        """The user's memberships (its inbox partition)."""
+
+    async def direct_peers(self, user_id: str) -> list[str]:
+        """Users who share a direct chat with ``user_id``."""
+
+
+class MessageStore(Protocol):
+    async def append(self, draft: MessageDraft) -> Appended:
+        """The durability point of a message.
+
+        Assigns the chat's next ``seq`` (no gaps, no duplicates) and a time-sortable
+        ``message_id``; raises the sender's own watermarks to it. Idempotent on
+        ``(sender_id, client_msg_id)``: a repeat returns the first message with
+        ``created=False`` and stores nothing. Durable when it returns.
+        """
+
+    async def get(self, chat_id: str, message_id: str) -> Message | None: ...
+
+    async def at_seq(self, chat_id: str, seq: int) -> Message | None: ...
+
+    async def before(
+        self, chat_id: str, before_seq: int, limit: int, min_seq: int = 0
+    ) -> list[Message]:
+        """Newest first: messages with ``min_seq < seq < before_seq``."""
+
+    async def after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
+        """Oldest first: messages with ``seq > after_seq``."""
+
+    async def senders_between(self, chat_id: str, low_seq: int, high_seq: int) -> set[str]:
+        """Distinct senders of messages with ``low_seq < seq <= high_seq``."""
+
+
+class ReceiptStore(Protocol):
+    async def advance(self, moves: Sequence[WatermarkMove]) -> list[WatermarkResult | None]:
+        """Raise watermarks; never lowers one. ``read`` also raises ``delivered``.
+
+        Returns, per move, the member's watermarks before and after (None if the
+        user is not a member). A device watermark is raised with its member's.
+        """
+
+    async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
+        """Chats in which the device has not acknowledged every message."""
+
+
+class Storage(Protocol):
+    """The whole storage port: one object with an entity store per noun."""
+
+    users: UserStore
+    devices: DeviceStore
+    contacts: ContactStore
+    invites: InviteStore
+    chats: ChatStore
+    messages: MessageStore
+    receipts: ReceiptStore
+
+    async def open(self) -> None:
+        """Connect and run pending schema migrations."""
+
+    async def aclose(self) -> None:
+        """Finish pending writes, then release connections."""
+
+    async def ping(self) -> bool:
+        """True when the store answers (for /health)."""

@@ -1,0 +1,1 @@
+"""Services: the use cases of chatd, each over ports only."""

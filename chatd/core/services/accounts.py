@@ -1,0 +1,258 @@
+"""Accounts, devices and tokens: registration, login, logout, profiles, bans.
+
+A token is the credential of one device. Revoking a device (logout, device
+removal, password change) or banning its user takes effect at once: REST calls
+check the store on every request, and open sockets are closed through the
+revocation feed that every node polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from chatd.core import validate
+from chatd.core.auth import Caller
+from chatd.core.errors import ChatdError, bad_request, not_found
+from chatd.core.ids import new_id, new_token, now_ms, token_hash
+from chatd.core.models import Device, User
+from chatd.core.ports.events import EventSink
+from chatd.core.ports.passwords import PasswordHasher
+from chatd.core.ports.storage import Storage
+from chatd.core.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+Registration = Literal["open", "invite", "closed"]
+DAY_MS = 86_400_000
+MAX_PASSWORD = 1024
+
+
+class AccountService:
+    def __init__(
+        self,
+        storage: Storage,
+        hasher: PasswordHasher,
+        sink: EventSink,
+        *,
+        registration: Registration = "open",
+        token_ttl_days: int = 365,
+        login_attempts_per_minute: int = 10,
+        min_password_length: int = 6,
+    ) -> None:
+        self._storage = storage
+        self._hasher = hasher
+        self._sink = sink
+        self.registration = registration
+        self._token_ttl_ms = token_ttl_days * DAY_MS
+        self._min_password = min_password_length
+        self._logins = TokenBucket(
+            login_attempts_per_minute / 60, login_attempts_per_minute, what="login attempts"
+        )
+        self._dummy_hash: str | None = None
+
+    # -- registration and login ---------------------------------------------
+
+    async def register(self, data: Any) -> User:
+        data = validate.body(data)
+        username = validate.username(data.get("username"))
+        password = self._password(data)
+        display_name = validate.string(data, "display_name", required=False, max_len=64)
+        if self.registration == "closed":
+            raise ChatdError("forbidden", "registration is closed on this server")
+        if await self._storage.users.get_by_name(username):
+            raise ChatdError("conflict", "username is taken")
+        if self.registration == "invite":
+            code = validate.string(data, "invite_code", required=False, max_len=128)
+            if not code or not await self._storage.invites.consume(code, now_ms()):
+                raise ChatdError("forbidden", "a valid invite_code is required to register")
+        return await self.create_user(username, password, display_name=display_name)
+
+    async def create_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        display_name: str | None = None,
+        is_admin: bool = False,
+    ) -> User:
+        """Create a user without registration policy (for admins and the CLI)."""
+        username = validate.username(username)
+        self._check_password(password)
+        user = User(
+            user_id=new_id(),
+            username=username,
+            display_name=display_name or username,
+            password_hash=await self._hasher.hash(password),
+            created_at=now_ms(),
+            is_admin=is_admin,
+        )
+        await self._storage.users.create(user)
+        return user
+
+    async def login(self, data: Any) -> tuple[str, Device]:
+        data = validate.body(data)
+        name = data.get("username")
+        password = data.get("password")
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise bad_request("username and password are required strings")
+        device_name = validate.string(data, "device_name", required=False, max_len=64)
+        self._logins.take(name.lower()[:64])
+        user = await self._storage.users.get_by_name(name) if len(name) <= 64 else None
+        if user is None:
+            await self._hasher.verify(await self._dummy(), password)  # same cost as a real try
+            raise ChatdError("unauthorized", "wrong username or password")
+        if not await self._hasher.verify(user.password_hash, password):
+            raise ChatdError("unauthorized", "wrong username or password")
+        if user.banned:
+            raise ChatdError("forbidden", "this account is banned")
+        token = new_token()
+        now = now_ms()
+        device = Device(
+            device_id=new_id(),
+            user_id=user.user_id,
+            name=device_name or "device",
+            created_at=now,
+            expires_at=now + self._token_ttl_ms,
+        )
+        await self._storage.devices.create(device, token_hash(token))
+        return token, device
+
+    async def authenticate(self, token: str | None) -> Caller:
+        """The caller a bearer token stands for, or ``unauthorized``/``forbidden``."""
+        if not token:
+            raise ChatdError("unauthorized", "a bearer token is required")
+        device = await self._storage.devices.by_token(token_hash(token))
+        if device is None or device.revoked_at is not None or device.expires_at <= now_ms():
+            raise ChatdError("unauthorized", "the token is invalid, expired or revoked")
+        user = await self._storage.users.get(device.user_id)
+        if user is None:
+            raise ChatdError("unauthorized", "the token is invalid, expired or revoked")
+        if user.banned:
+            raise ChatdError("forbidden", "this account is banned")
+        return Caller(user.user_id, device.device_id, user.username, user.is_admin)
+
+    async def logout(self, caller: Caller) -> None:
+        await self.revoke_device(caller, caller.device_id)
+
+    # -- devices ------------------------------------------------------------
+
+    async def devices(self, caller: Caller) -> list[Device]:
+        return await self._storage.devices.list_for_user(caller.user_id)
+
+    async def revoke_device(self, caller: Caller, device_id: str) -> None:
+        mine = {d.device_id for d in await self._storage.devices.list_for_user(caller.user_id)}
+        if device_id not in mine:
+            raise not_found("device not found")
+        await self._storage.devices.revoke(device_id)
+        self._sink.disconnect_devices([device_id], "token revoked")
+
+    # -- profiles -----------------------------------------------------------
+
+    async def get_user(self, user_id: str) -> User:
+        user = await self._storage.users.get(user_id)
+        if user is None:
+            raise not_found("user not found")
+        return user
+
+    async def update_me(self, caller: Caller, data: Any) -> User:
+        data = validate.body(data)
+        fields: dict[str, object] = {}
+        allowed = {"display_name": 64, "status_message": 140, "avatar_media_id": 64}
+        unknown = set(data) - set(allowed)
+        if unknown:
+            raise bad_request(f"unknown field: {sorted(unknown)[0]}")
+        for name, max_len in allowed.items():
+            if name in data:
+                value = validate.string(
+                    data,
+                    name,
+                    allow_none=name != "display_name",
+                    min_len=1 if name == "display_name" else 0,
+                    max_len=max_len,
+                )
+                fields[name] = value
+        if fields.get("avatar_media_id"):
+            raise not_found("avatar_media_id: unknown media")
+        user = await self._storage.users.update(caller.user_id, **fields)
+        if user is None:
+            raise not_found("user not found")
+        return user
+
+    async def search(self, params: Mapping[str, str]) -> list[User]:
+        prefix = params.get("q", "")
+        if len(prefix) > 32:
+            raise bad_request("q must be at most 32 characters")
+        limit = validate.query_int(params, "limit", 20, minimum=1, maximum=100)
+        return await self._storage.users.search(prefix, limit)
+
+    # -- administration (CLI, admin API) ------------------------------------
+
+    async def list_users(self) -> list[User]:
+        users: list[User] = []
+        while page := await self._storage.users.list_all(500, users[-1].username if users else ""):
+            users.extend(page)
+        return users
+
+    async def set_password(self, username: str, password: str) -> User:
+        user = await self._require_by_name(username)
+        self._check_password(password)
+        await self._storage.users.update(
+            user.user_id, password_hash=await self._hasher.hash(password)
+        )
+        await self._storage.devices.revoke_all(user.user_id)  # a new password logs out everywhere
+        return user
+
+    async def set_banned(self, username: str, banned: bool) -> User:
+        user = await self._require_by_name(username)
+        updated = await self._storage.users.update(user.user_id, banned=banned)
+        if banned:
+            await self._storage.devices.record_ban(user.user_id)
+            self._sink.disconnect_devices(
+                [d.device_id for d in await self._storage.devices.list_for_user(user.user_id)],
+                "account banned",
+            )
+        assert updated is not None
+        return updated
+
+    async def create_invite(self, uses: int = 1, ttl_days: int | None = 7) -> str:
+        code = new_token()[:22]
+        expires = now_ms() + ttl_days * DAY_MS if ttl_days else None
+        await self._storage.invites.create(code, uses, expires)
+        return code
+
+    async def watch_revocations(self, interval: float = 1.0) -> None:
+        """Close sockets of devices revoked anywhere (another node, the CLI)."""
+        cursor = -1
+        while True:
+            with contextlib.suppress(ChatdError):
+                revoked, cursor = await self._storage.devices.revocations_since(cursor)
+                if revoked:
+                    self._sink.disconnect_devices(revoked, "token revoked")
+            await asyncio.sleep(interval)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _password(self, data: Mapping[str, Any]) -> str:
+        password = data.get("password")
+        if not isinstance(password, str):
+            raise bad_request("password is required")
+        self._check_password(password)
+        return password
+
+    def _check_password(self, password: str) -> None:
+        if not self._min_password <= len(password) <= MAX_PASSWORD:
+            raise bad_request(f"password must be {self._min_password} to {MAX_PASSWORD} characters")
+
+    async def _require_by_name(self, username: str) -> User:
+        user = await self._storage.users.get_by_name(username)
+        if user is None:
+            raise not_found(f"no user named {username!r}")
+        return user
+
+    async def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hasher.hash(new_token())
+        return self._dummy_hash

@@ -1,0 +1,111 @@
+"""Chats: opening direct chats, the inbox, history pages and who may see them.
+
+Authorization lives here: every read of a chat goes through ``require_member``,
+so a non-member gets ``not_found`` (it may not learn the chat exists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from chatd.core import validate
+from chatd.core.auth import Caller
+from chatd.core.errors import bad_request, not_found
+from chatd.core.ids import new_id, now_ms
+from chatd.core.models import Chat, Member, Message
+from chatd.core.ports.storage import Storage
+from chatd.core.views import chat_view, message_status, message_view
+
+MAX_PAGE = 100
+
+
+class ChatService:
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    async def open_direct(self, caller: Caller, user_id: str) -> tuple[Chat, bool]:
+        """The direct chat of the caller and ``user_id``, created on first use."""
+        if user_id == caller.user_id:
+            raise bad_request("a direct chat needs another user")
+        if await self._storage.users.get(user_id) is None:
+            raise not_found("user not found")
+        candidate = Chat(
+            chat_id=new_id(), kind="direct", created_at=now_ms(), created_by=caller.user_id
+        )
+        chat = await self._storage.chats.get_or_create_direct(candidate, caller.user_id, user_id)
+        return chat, chat.chat_id == candidate.chat_id
+
+    async def require_member(self, caller: Caller, chat_id: str) -> tuple[Chat, list[Member]]:
+        if not isinstance(chat_id, str) or not chat_id:
+            raise bad_request("chat_id must be a string")
+        members = await self._storage.chats.members(chat_id)
+        if not any(m.user_id == caller.user_id for m in members):
+            raise not_found("chat not found")
+        chat = await self._storage.chats.get(chat_id)
+        if chat is None:
+            raise not_found("chat not found")
+        return chat, members
+
+    async def inbox(self, caller: Caller) -> list[dict[str, Any]]:
+        """The caller's chats, most recent activity first, with unread counts."""
+        memberships = await self._storage.chats.memberships(caller.user_id)
+        views = await asyncio.gather(*(self._inbox_entry(m) for m in memberships))
+        found = [v for v in views if v is not None]
+        found.sort(key=lambda pair: pair[0], reverse=True)
+        return [view for _, view in found]
+
+    async def _inbox_entry(self, me: Member) -> tuple[int, dict[str, Any]] | None:
+        chat = await self._storage.chats.get(me.chat_id)
+        if chat is None:
+            return None
+        members = await self._storage.chats.members(chat.chat_id)
+        last = None
+        if chat.last_seq > me.joined_seq:
+            message = await self._storage.messages.at_seq(chat.chat_id, chat.last_seq)
+            if message is not None:
+                last = message_view(message, message_status(message, members))
+        return chat.last_activity, chat_view(chat, me, members, last)
+
+    async def chat_view(self, caller: Caller, chat_id: str) -> dict[str, Any]:
+        _, members = await self.require_member(caller, chat_id)
+        me = next(m for m in members if m.user_id == caller.user_id)
+        entry = await self._inbox_entry(me)
+        assert entry is not None
+        return entry[1]
+
+    async def history(
+        self, caller: Caller, chat_id: str, params: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """One page of history: newest first with ``before``, oldest first with ``after_seq``."""
+        chat, members = await self.require_member(caller, chat_id)
+        me = next(m for m in members if m.user_id == caller.user_id)
+        if "after_seq" in params:
+            after = validate.query_int(params, "after_seq", 0, minimum=0, maximum=2**62)
+            limit = validate.query_int(params, "limit", 100, minimum=1, maximum=MAX_PAGE)
+            messages = await self._storage.messages.after(chat_id, max(after, me.joined_seq), limit)
+            more = bool(messages) and messages[-1].seq < chat.last_seq
+            cursor: str | int | None = messages[-1].seq if more else None
+            return self._page(messages, members, cursor)
+        limit = validate.query_int(params, "limit", 50, minimum=1, maximum=MAX_PAGE)
+        before_seq = chat.last_seq + 1
+        before = params.get("before")
+        if before:
+            anchor = await self._storage.messages.get(chat_id, before)
+            if anchor is None:
+                raise bad_request("before is not a message of this chat")
+            before_seq = anchor.seq
+        messages = await self._storage.messages.before(chat_id, before_seq, limit, me.joined_seq)
+        more = bool(messages) and messages[-1].seq > me.joined_seq + 1
+        cursor = messages[-1].message_id if more else None
+        return self._page(messages, members, cursor)
+
+    @staticmethod
+    def _page(
+        messages: list[Message], members: list[Member], cursor: str | int | None
+    ) -> dict[str, Any]:
+        return {
+            "messages": [message_view(m, message_status(m, members)) for m in messages],
+            "next_cursor": cursor,
+        }

@@ -1,0 +1,112 @@
+"""Sending messages: validate, authorize, store durably, then fan out.
+
+The order is the contract's promise: the message is appended (seq assigned,
+durable) before the caller gets its answer, and only then published to the
+members' devices. A repeat of a ``client_msg_id`` answers as the first send did
+and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chatd.core import validate
+from chatd.core.auth import Caller
+from chatd.core.errors import ChatdError, bad_request, not_found
+from chatd.core.events import Event
+from chatd.core.models import MESSAGE_TYPES, Appended, MessageDraft
+from chatd.core.ports.events import EventSink
+from chatd.core.ports.storage import Storage
+from chatd.core.ratelimit import TokenBucket
+from chatd.core.services.chats import ChatService
+from chatd.core.views import message_view
+
+log = logging.getLogger(__name__)
+
+
+class MessageService:
+    def __init__(
+        self,
+        storage: Storage,
+        chats: ChatService,
+        sink: EventSink,
+        *,
+        max_message_bytes: int = 65536,
+        messages_per_second: float = 20,
+    ) -> None:
+        self._storage = storage
+        self._chats = chats
+        self._sink = sink
+        self._max_bytes = max_message_bytes
+        self._rate = TokenBucket(
+            messages_per_second, max(1.0, messages_per_second * 2), what="messages"
+        )
+
+    async def send(self, caller: Caller, data: Any) -> Appended:
+        """Validate, store durably, publish: the whole send in one call (REST)."""
+        return await self.commit(caller, await self.prepare(caller, data))
+
+    async def prepare(self, caller: Caller, data: Any) -> MessageDraft:
+        """Everything before the durability point: checks, rate limit, authorization.
+
+        Split from ``commit`` so a socket can check its frames in arrival order
+        and then let several commits share one group commit.
+        """
+        data = validate.body(data)
+        chat_id = data.get("chat_id")
+        recipient_id = data.get("recipient_id")
+        if (chat_id is None) == (recipient_id is None):
+            raise bad_request("give exactly one of chat_id and recipient_id")
+        kind = validate.required_string(data, "type", max_len=16)
+        if kind not in MESSAGE_TYPES:
+            raise bad_request(f"type must be one of {', '.join(sorted(MESSAGE_TYPES))}")
+        content = validate.string(data, "content", required=True, max_len=10**9)
+        assert content is not None
+        if len(content.encode("utf-8", "surrogatepass")) > self._max_bytes:
+            raise ChatdError("payload_too_large", f"content is over {self._max_bytes} bytes")
+        client_msg_id = validate.required_string(data, "client_msg_id", max_len=128)
+        media_id = validate.string(data, "media_id", required=False, max_len=64)
+        reply_to = validate.string(data, "reply_to", required=False, max_len=64)
+        if data.get("encrypted"):
+            raise bad_request("end-to-end encrypted messages are not enabled on this server")
+        if media_id is not None:
+            raise not_found("media_id: unknown media")
+        if kind != "text":
+            raise bad_request(f"a {kind} message needs a media_id")
+        self._rate.take(caller.user_id)
+
+        if recipient_id is not None:
+            if not isinstance(recipient_id, str):
+                raise bad_request("recipient_id must be a string")
+            chat, _ = await self._chats.open_direct(caller, recipient_id)
+            chat_id = chat.chat_id
+        await self._chats.require_member(caller, chat_id)
+        if reply_to is not None and await self._storage.messages.get(chat_id, reply_to) is None:
+            raise bad_request("reply_to is not a message of this chat")
+        return MessageDraft(
+            chat_id=chat_id,
+            sender_id=caller.user_id,
+            sender_device_id=caller.device_id,
+            type=kind,
+            content=content,
+            client_msg_id=client_msg_id,
+            media_id=media_id,
+            reply_to=reply_to,
+        )
+
+    async def commit(self, caller: Caller, draft: MessageDraft) -> Appended:
+        """Store the draft (the durability point), then publish it if it is new."""
+        appended = await self._storage.messages.append(draft)
+        if appended.created:
+            message = appended.message
+            members = await self._storage.chats.members(message.chat_id)
+            event = Event(
+                "new_message",
+                message_view(message),
+                chat_id=message.chat_id,
+                seq=message.seq,
+                created_at=message.created_at,
+            )
+            self._sink.publish([m.user_id for m in members], event, skip_device=caller.device_id)
+        return appended

@@ -1,0 +1,39 @@
+"""Catch-up for a device that connects: every message it has not acknowledged.
+
+A device's delivery watermark per chat says what it has; everything above it
+(and above the user's join point) is replayed oldest first within each chat.
+A brand-new device has no watermark, so it receives the history it may see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chatd.core.auth import Caller
+from chatd.core.ports.storage import Storage
+from chatd.core.views import message_status, message_view
+
+PAGE = 200
+
+
+class SyncService:
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    async def backlog(self, caller: Caller) -> AsyncIterator[tuple[str, int, dict[str, Any]]]:
+        """Yields ``(chat_id, seq, message view)`` for each unacknowledged message."""
+        for pending in await self._storage.receipts.pending(caller.user_id, caller.device_id):
+            members = await self._storage.chats.members(pending.chat_id)
+            after = pending.after_seq
+            while after < pending.last_seq:
+                page = await self._storage.messages.after(pending.chat_id, after, PAGE)
+                if not page:
+                    break
+                for message in page:
+                    yield (
+                        message.chat_id,
+                        message.seq,
+                        message_view(message, message_status(message, members)),
+                    )
+                after = page[-1].seq

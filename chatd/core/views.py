@@ -1,0 +1,105 @@
+"""Contract JSON for domain records: the one place that shapes what clients see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from chatd.core.ids import format_ts
+from chatd.core.models import Chat, Contact, Device, Member, Message, User
+
+Status = Literal["sent", "delivered", "read"]
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "user_id": user.user_id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "status_message": user.status_message,
+        "avatar_url": f"/api/v1/media/{user.avatar_media_id}" if user.avatar_media_id else None,
+    }
+
+
+def me_view(user: User) -> dict[str, Any]:
+    return {**user_view(user), "avatar_media_id": user.avatar_media_id, "is_admin": user.is_admin}
+
+
+def device_view(device: Device, *, current: str | None = None) -> dict[str, Any]:
+    return {
+        "device_id": device.device_id,
+        "name": device.name,
+        "created_at": format_ts(device.created_at),
+        "expires_at": format_ts(device.expires_at),
+        "current": device.device_id == current,
+    }
+
+
+def contact_view(contact: Contact, user: User | None) -> dict[str, Any]:
+    base = user_view(user) if user else {"user_id": contact.contact_id}
+    return {**base, "name": contact.name, "added_at": format_ts(contact.created_at)}
+
+
+def message_status(message: Message, members: Iterable[Member]) -> Status:
+    """``delivered``/``read`` once every member but the sender reached the message."""
+    others = [m for m in members if m.user_id != message.sender_id]
+    if not others:
+        return "sent"
+    if all(m.read_seq >= message.seq for m in others):
+        return "read"
+    if all(m.delivered_seq >= message.seq for m in others):
+        return "delivered"
+    return "sent"
+
+
+def message_view(message: Message, status: Status = "sent") -> dict[str, Any]:
+    return {
+        "message_id": message.message_id,
+        "chat_id": message.chat_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "type": message.type,
+        "content": message.content,
+        "media": None,
+        "reply_to": message.reply_to,
+        "client_msg_id": message.client_msg_id,
+        "timestamp": format_ts(message.created_at),
+        "status": status,
+    }
+
+
+def ack_view(message: Message) -> dict[str, Any]:
+    return {
+        "message_id": message.message_id,
+        "chat_id": message.chat_id,
+        "seq": message.seq,
+        "status": "sent",
+        "timestamp": format_ts(message.created_at),
+    }
+
+
+def member_view(member: Member) -> dict[str, Any]:
+    return {
+        "user_id": member.user_id,
+        "role": member.role,
+        "joined_at": format_ts(member.joined_at),
+    }
+
+
+def chat_view(
+    chat: Chat,
+    me: Member,
+    members: list[Member],
+    last_message: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "chat_id": chat.chat_id,
+        "kind": chat.kind,
+        "title": chat.title,
+        "members": [member_view(m) for m in members],
+        "last_message": last_message,
+        "last_seq": chat.last_seq,
+        "unread_count": max(0, chat.last_seq - max(me.read_seq, me.joined_seq)),
+        "read_seq": me.read_seq,
+        "delivered_seq": me.delivered_seq,
+    }

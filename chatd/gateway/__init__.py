@@ -1,0 +1,1 @@
+"""The gateway: translates HTTP and WebSocket to service calls, and nothing more."""

@@ -1,0 +1,47 @@
+"""What a request handler can reach: the services, wired by ``chatd.app``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from chatd.core.ports.storage import Storage
+from chatd.core.services.accounts import AccountService
+from chatd.core.services.chats import ChatService
+from chatd.core.services.contacts import ContactService
+from chatd.core.services.messages import MessageService
+from chatd.core.services.presence import PresenceService
+from chatd.core.services.receipts import ReceiptService
+from chatd.core.services.sync import SyncService
+from chatd.gateway.sessions import SessionRegistry
+from chatd.metrics import Metrics
+
+
+@dataclass
+class Services:
+    storage: Storage
+    accounts: AccountService
+    contacts: ContactService
+    chats: ChatService
+    messages: MessageService
+    receipts: ReceiptService
+    presence: PresenceService
+    sync: SyncService
+    sessions: SessionRegistry
+    metrics: Metrics
+    node_id: str
+    version: str
+    heartbeat_s: float
+    allowed_origins: list[str]
+    max_frame_bytes: int
+    sessions_queue_frames: int
+    started: float = field(default_factory=time.monotonic)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

@@ -1,0 +1,36 @@
+"""The whole route table of chatd, in one list."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from chatd.gateway import ws
+from chatd.gateway.rest import auth, chats, contacts, devices, messages, ops, users
+
+API = "/api/v1"
+
+ROUTES: list[web.RouteDef] = [
+    web.post(f"{API}/auth/register", auth.register),
+    web.post(f"{API}/auth/login", auth.login),
+    web.post(f"{API}/auth/logout", auth.logout),
+    web.get(f"{API}/users/me", users.get_me),
+    web.patch(f"{API}/users/me", users.patch_me),
+    web.get(f"{API}/users", users.search),
+    web.get(f"{API}/users/{{user_id}}", users.get_user),
+    web.get(f"{API}/users/{{user_id}}/status", users.status),
+    web.get(f"{API}/contacts", contacts.list_contacts),
+    web.put(f"{API}/contacts/{{user_id}}", contacts.put_contact),
+    web.delete(f"{API}/contacts/{{user_id}}", contacts.delete_contact),
+    web.get(f"{API}/devices", devices.list_devices),
+    web.delete(f"{API}/devices/{{device_id}}", devices.delete_device),
+    web.post(f"{API}/chats/direct", chats.open_direct),
+    web.get(f"{API}/chats", chats.list_chats),
+    web.get(f"{API}/chats/{{chat_id}}", chats.get_chat),
+    web.get(f"{API}/chats/{{chat_id}}/messages", chats.history),
+    web.post(f"{API}/chats/{{chat_id}}/read", chats.mark_read),
+    web.post(f"{API}/messages", messages.send),
+    web.get(f"{API}/health", ops.health),
+    web.get(f"{API}/metrics", ops.metrics),
+    web.get("/ws", ws.websocket),
+    web.get(f"{API}/ws", ws.websocket),
+]

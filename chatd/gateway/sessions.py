@@ -1,0 +1,193 @@
+"""Open WebSocket sessions of this node, and delivery of events to them.
+
+Each session has a bounded send queue drained by one writer task. Publishing
+never waits: a session whose queue is full is closed (the client reconnects and
+resyncs from its watermarks), so one stuck client cannot slow the others or grow
+the server's memory. An event is encoded once, however many sockets it goes to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from chatd.core.auth import Caller
+from chatd.core.events import Event
+from chatd.core.ids import now_ms
+from chatd.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+CLOSE_POLICY = 1008  # token revoked or account banned: do not reconnect with it
+CLOSE_TRY_AGAIN = 1013  # too slow to keep up: reconnect and resync
+CLOSE_RESTART = 1012  # server restarting
+
+
+class Session:
+    """One socket of one device."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, caller: Caller, max_frames: int, metrics: Metrics
+    ) -> None:
+        self.ws = ws
+        self.caller = caller
+        self._metrics = metrics
+        self._queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue(max_frames)
+        self._max_frames = max_frames
+        #: While history is replayed, live new_message events wait here, so the
+        #: device sees each chat's messages in seq order.
+        self.syncing = True
+        self._held: list[tuple[Event, bytes]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.closing = False
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop())
+
+    def offer(self, frame: bytes, event: Event | None = None) -> None:
+        """Queue a frame without waiting; a full queue closes the session."""
+        if self.closing:
+            return
+        if self.syncing and event is not None and event.chat_id is not None:
+            if len(self._held) >= self._max_frames:
+                self._overflow()
+            else:
+                self._held.append((event, frame))
+            return
+        try:
+            self._queue.put_nowait((frame, event.created_at if event and event.chat_id else 0))
+        except asyncio.QueueFull:
+            self._overflow()
+
+    async def put(self, frame: bytes, created_at: int = 0) -> None:
+        """Queue a frame, waiting for room (history replay paces itself this way)."""
+        if not self.closing:
+            await self._queue.put((frame, created_at))
+
+    def end_sync(self, replayed: dict[str, int]) -> None:
+        """Replay is done: release held live events it did not already cover."""
+        self.syncing = False
+        held, self._held = self._held, []
+        for event, frame in held:
+            if event.seq > replayed.get(event.chat_id or "", 0):
+                self.offer(frame, event)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, message=reason.encode()[:120])
+
+    def _overflow(self) -> None:
+        self._metrics.frames_dropped.inc()
+        log.info("closing slow connection of device %s", self.caller.device_id)
+        self.close(CLOSE_TRY_AGAIN, "send queue full; reconnect to resync")
+
+    async def _write_loop(self) -> None:
+        ws, queue = self.ws, self._queue
+        latency, out = self._metrics.delivery_latency, self._metrics.messages_out
+        try:
+            while True:
+                frame, created_at = await queue.get()
+                await ws.send_frame(frame, WSMsgType.TEXT)
+                if created_at:
+                    out.inc()
+                    latency.observe(max(0, now_ms() - created_at) / 1000)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            pass
+
+    async def flush(self, within: float) -> None:
+        """Wait (bounded) until the queue is written, e.g. a final ``reconnect`` frame."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(within):
+                while not self._queue.empty() and not self.ws.closed:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+
+class SessionRegistry:
+    """This node's sessions by user and device; the local ``EventSink``."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[str, dict[str, set[Session]]] = {}
+
+    def add(self, session: Session) -> None:
+        devices = self._by_user.setdefault(session.caller.user_id, {})
+        devices.setdefault(session.caller.device_id, set()).add(session)
+
+    def remove(self, session: Session) -> None:
+        devices = self._by_user.get(session.caller.user_id)
+        if not devices:
+            return
+        sessions = devices.get(session.caller.device_id)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del devices[session.caller.device_id]
+        if not devices:
+            del self._by_user[session.caller.user_id]
+
+    def __len__(self) -> int:
+        return sum(len(s) for d in self._by_user.values() for s in d.values())
+
+    def publish(
+        self, user_ids: Iterable[str], event: Event, *, skip_device: str | None = None
+    ) -> None:
+        frame: bytes | None = None
+        for user_id in user_ids:
+            devices = self._by_user.get(user_id)
+            if not devices:
+                continue
+            if frame is None:
+                frame = encode(event.type, event.data)
+            for device_id, sessions in devices.items():
+                if device_id == skip_device:
+                    continue
+                for session in sessions:
+                    session.offer(frame, event)
+
+    def disconnect_devices(self, device_ids: Iterable[str], reason: str) -> None:
+        wanted = set(device_ids)
+        for devices in self._by_user.values():
+            for device_id in wanted & devices.keys():
+                for session in devices[device_id]:
+                    session.close(CLOSE_POLICY, reason)
+
+    def online_users(self, user_ids: Iterable[str]) -> list[str]:
+        return [u for u in user_ids if u in self._by_user]
+
+    def all(self) -> list[Session]:
+        return [s for d in self._by_user.values() for ss in d.values() for s in ss]
+
+    async def shutdown(self, retry_after_ms: int = 1000) -> None:
+        """Tell every client to come back later, then close with 1012."""
+        frame = encode(
+            "reconnect", {"reason": "server shutting down", "retry_after_ms": retry_after_ms}
+        )
+        sessions = self.all()
+        for session in sessions:
+            session.offer(frame)
+        await asyncio.gather(*(s.flush(1.0) for s in sessions))
+        for session in sessions:
+            session.close(CLOSE_RESTART, "server restarting")
+
+
+def encode(type_: str, data: Any, id_: Any = None, *, with_id: bool = False) -> bytes:
+    if with_id:
+        return orjson.dumps({"type": type_, "id": id_, "data": data})
+    return orjson.dumps({"type": type_, "data": data})

@@ -1,0 +1,1 @@
+"""Storage adapters: implementations of ``chatd.core.ports.storage.Storage``."""

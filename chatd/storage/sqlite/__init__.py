@@ -1,0 +1,47 @@
+"""The embedded default store: one SQLite file in WAL mode, written with group commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chatd.storage.sqlite.chats import SqliteChats
+from chatd.storage.sqlite.contacts import SqliteContacts
+from chatd.storage.sqlite.db import Database, Observer
+from chatd.storage.sqlite.devices import SqliteDevices
+from chatd.storage.sqlite.invites import SqliteInvites
+from chatd.storage.sqlite.messages import SqliteMessages
+from chatd.storage.sqlite.receipts import SqliteReceipts
+from chatd.storage.sqlite.users import SqliteUsers
+
+
+class SqliteStorage:
+    """``Storage`` on ``<data_dir>/chatd.sqlite3``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        synchronous: str = "FULL",
+        observe: Observer | None = None,
+        **_: object,
+    ) -> None:
+        self.db = Database(data_dir / "chatd.sqlite3", synchronous=synchronous, observe=observe)
+        self.users = SqliteUsers(self.db)
+        self.devices = SqliteDevices(self.db)
+        self.contacts = SqliteContacts(self.db)
+        self.invites = SqliteInvites(self.db)
+        self.chats = SqliteChats(self.db)
+        self.messages = SqliteMessages(self.db)
+        self.receipts = SqliteReceipts(self.db)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def aclose(self) -> None:
+        await self.db.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return await self.db.fetchone("SELECT 1") is not None
+        except Exception:
+            return False

@@ -1,0 +1,46 @@
+"""Contacts on SQLite."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from chatd.core.models import Contact
+from chatd.storage.sqlite.db import Database
+
+
+class SqliteContacts:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put(self, contact: Contact) -> None:
+        async def write(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO contacts (user_id, contact_id, name, created_at) VALUES (?,?,?,?) "
+                "ON CONFLICT (user_id, contact_id) DO UPDATE SET name = excluded.name",
+                (contact.user_id, contact.contact_id, contact.name, contact.created_at),
+            )
+
+        await self._db.job(write)
+
+    async def delete(self, user_id: str, contact_id: str) -> bool:
+        async def write(conn: aiosqlite.Connection) -> bool:
+            cursor = await conn.execute(
+                "DELETE FROM contacts WHERE user_id = ? AND contact_id = ?", (user_id, contact_id)
+            )
+            return cursor.rowcount > 0
+
+        return await self._db.job(write)
+
+    async def list_for_user(self, user_id: str) -> list[Contact]:
+        rows = await self._db.fetchall(
+            "SELECT user_id, contact_id, name, created_at FROM contacts WHERE user_id = ? "
+            "ORDER BY created_at",
+            (user_id,),
+        )
+        return [Contact(*r) for r in rows]
+
+    async def watchers(self, contact_id: str) -> list[str]:
+        rows = await self._db.fetchall(
+            "SELECT user_id FROM contacts WHERE contact_id = ?", (contact_id,)
+        )
+        return [r[0] for r in rows]

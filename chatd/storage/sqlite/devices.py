@@ -1,0 +1,108 @@
+"""Devices, their token hashes and the revocation feed on SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+
+from chatd.core.ids import now_ms
+from chatd.core.models import Device
+from chatd.storage.sqlite.db import Database
+
+_COLUMNS = "device_id, user_id, name, created_at, expires_at, revoked_at"
+
+
+def _device(row: tuple[Any, ...]) -> Device:
+    return Device(*row)
+
+
+class SqliteDevices:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, device: Device, token_hash: str) -> None:
+        async def insert(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                f"INSERT INTO devices ({_COLUMNS}, token_hash) VALUES (?,?,?,?,?,?,?)",
+                (
+                    device.device_id,
+                    device.user_id,
+                    device.name,
+                    device.created_at,
+                    device.expires_at,
+                    device.revoked_at,
+                    token_hash,
+                ),
+            )
+
+        await self._db.job(insert)
+
+    async def by_token(self, token_hash: str) -> Device | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM devices WHERE token_hash = ?", (token_hash,)
+        )
+        return _device(row) if row else None
+
+    async def list_for_user(self, user_id: str) -> list[Device]:
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM devices WHERE user_id = ? AND revoked_at IS NULL "
+            "ORDER BY created_at",
+            (user_id,),
+        )
+        return [_device(r) for r in rows]
+
+    async def revoke(self, device_id: str) -> bool:
+        async def write(conn: aiosqlite.Connection) -> bool:
+            now = now_ms()
+            cursor = await conn.execute(
+                "UPDATE devices SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
+                (now, device_id),
+            )
+            if cursor.rowcount == 0:
+                return False
+            await conn.execute(
+                "INSERT INTO revocations (device_id, at) VALUES (?, ?)", (device_id, now)
+            )
+            return True
+
+        return await self._db.job(write)
+
+    async def revoke_all(self, user_id: str) -> list[str]:
+        async def write(conn: aiosqlite.Connection) -> list[str]:
+            now = now_ms()
+            rows = await conn.execute_fetchall(
+                "SELECT device_id FROM devices WHERE user_id = ? AND revoked_at IS NULL",
+                (user_id,),
+            )
+            ids = [r[0] for r in rows]
+            await conn.executemany(
+                "UPDATE devices SET revoked_at = ? WHERE device_id = ?", [(now, d) for d in ids]
+            )
+            await conn.executemany(
+                "INSERT INTO revocations (device_id, at) VALUES (?, ?)", [(d, now) for d in ids]
+            )
+            return ids
+
+        return await self._db.job(write)
+
+    async def record_ban(self, user_id: str) -> None:
+        async def write(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO revocations (device_id, at) SELECT device_id, ? FROM devices "
+                "WHERE user_id = ? AND revoked_at IS NULL",
+                (now_ms(), user_id),
+            )
+
+        await self._db.job(write)
+
+    async def revocations_since(self, cursor: int) -> tuple[list[str], int]:
+        if cursor < 0:  # a fresh node starts at the end of the feed
+            row = await self._db.fetchone("SELECT coalesce(max(id), 0) FROM revocations")
+            return [], int(row[0]) if row else 0
+        rows = await self._db.fetchall(
+            "SELECT id, device_id FROM revocations WHERE id > ? ORDER BY id LIMIT 1000", (cursor,)
+        )
+        if not rows:
+            return [], cursor
+        return [r[1] for r in rows], int(rows[-1][0])

@@ -1,0 +1,89 @@
+"""Delivery and read watermarks on SQLite, batched into the group commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aiosqlite
+
+from chatd.core.models import PendingChat, WatermarkMove, WatermarkResult
+from chatd.storage.sqlite.db import Database, WriteOp
+
+
+class AdvanceOp(WriteOp):
+    __slots__ = ("moves",)
+
+    def __init__(self, moves: Sequence[WatermarkMove]) -> None:
+        super().__init__()
+        self.moves = moves
+
+
+class AdvanceBatch:
+    """Reads the members' watermarks once, raises them in memory, writes them once."""
+
+    async def run(self, conn: aiosqlite.Connection, ops: Sequence[WriteOp]) -> None:
+        moves = [m for op in ops if isinstance(op, AdvanceOp) for m in op.moves]
+        keys = list({(m.chat_id, m.user_id) for m in moves})
+        current: dict[tuple[str, str], list[int]] = {}
+        for start in range(0, len(keys), 400):
+            chunk = keys[start : start + 400]
+            rows = await conn.execute_fetchall(
+                "SELECT chat_id, user_id, delivered_seq, read_seq FROM members "
+                "WHERE (chat_id, user_id) IN (VALUES " + ",".join(["(?,?)"] * len(chunk)) + ")",
+                [v for key in chunk for v in key],
+            )
+            for chat_id, user_id, delivered, read in rows:
+                current[(chat_id, user_id)] = [int(delivered), int(read)]
+        changed: set[tuple[str, str]] = set()
+        cursors: list[tuple[str, str, int]] = []
+        for op in ops:
+            assert isinstance(op, AdvanceOp)
+            results: list[WatermarkResult | None] = []
+            for move in op.moves:
+                key = (move.chat_id, move.user_id)
+                marks = current.get(key)
+                if marks is None:
+                    results.append(None)
+                    continue
+                delivered, read = marks
+                new_read = max(read, move.read_seq)
+                new_delivered = max(delivered, move.delivered_seq, new_read)
+                if (new_delivered, new_read) != (delivered, read):
+                    current[key] = [new_delivered, new_read]
+                    changed.add(key)
+                if move.device_id is not None and move.delivered_seq > 0:
+                    cursors.append((move.device_id, move.chat_id, move.delivered_seq))
+                results.append(WatermarkResult(delivered, new_delivered, read, new_read))
+            op.result = results
+        await conn.executemany(
+            "UPDATE members SET delivered_seq = ?, read_seq = ? WHERE chat_id = ? AND user_id = ?",
+            [(*current[key], *key) for key in changed],
+        )
+        await conn.executemany(
+            "INSERT INTO device_cursors (device_id, chat_id, delivered_seq) VALUES (?,?,?) "
+            "ON CONFLICT (device_id, chat_id) DO UPDATE "
+            "SET delivered_seq = max(delivered_seq, excluded.delivered_seq)",
+            cursors,
+        )
+
+
+class SqliteReceipts:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.register(AdvanceOp, AdvanceBatch())
+
+    async def advance(self, moves: Sequence[WatermarkMove]) -> list[WatermarkResult | None]:
+        if not moves:
+            return []
+        return await self._db.submit(AdvanceOp(moves))
+
+    async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
+        rows = await self._db.fetchall(
+            "SELECT m.chat_id, max(m.joined_seq, coalesce(dc.delivered_seq, 0)) AS after_seq, "
+            "c.last_seq FROM members m JOIN chats c ON c.chat_id = m.chat_id "
+            "LEFT JOIN device_cursors dc ON dc.device_id = ? AND dc.chat_id = m.chat_id "
+            "WHERE m.user_id = ? AND c.last_seq > max(m.joined_seq, coalesce(dc.delivered_seq, 0)) "
+            "ORDER BY c.last_activity",
+            (device_id, user_id),
+        )
+        return [PendingChat(r[0], int(r[1]), int(r[2])) for r in rows]
