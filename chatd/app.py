@@ -97,7 +97,9 @@ def build_app(config: Config) -> web.Application:
             messages_per_second=config.limits.messages_per_second,
         ),
         receipts=ReceiptService(storage, chats, sessions),
-        presence=PresenceService(storage, chats, sessions),
+        presence=PresenceService(
+            storage, chats, sessions, typing_ttl=config.presence.typing_timeout_s
+        ),
         sync=SyncService(storage),
         sessions=sessions,
         metrics=metrics,

@@ -63,6 +63,11 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class PresenceConfig:
+    typing_timeout_s: float = 6.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -73,6 +78,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property

@@ -79,17 +79,23 @@ class Connection:
             await svc.presence.connected(self.caller.user_id)
             await self._receive_loop()
         finally:
-            replay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await replay
-            if self._in_flight:  # stored messages still get published
-                await asyncio.wait(self._in_flight)
-            svc.sessions.remove(session)
-            svc.metrics.connections.dec()
-            await session.stop()
-            await svc.presence.disconnected(self.caller.user_id)
-            if not svc.presence.is_online(self.caller.user_id):
-                svc.presence.stop_typing_everywhere(self.caller.user_id)
+            # The handler may be cancelled when the peer vanishes; the clean-up
+            # (publishing stored messages, presence) must run to its end anyway.
+            await asyncio.shield(asyncio.ensure_future(self._clean_up(replay)))
+
+    async def _clean_up(self, replay: asyncio.Task[None]) -> None:
+        svc, session = self.svc, self.session
+        replay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await replay
+        if self._in_flight:  # stored messages still get published
+            await asyncio.wait(self._in_flight)
+        svc.sessions.remove(session)
+        svc.metrics.connections.dec()
+        await session.stop()
+        await svc.presence.disconnected(self.caller.user_id)
+        if not svc.presence.is_online(self.caller.user_id):
+            svc.presence.stop_typing_everywhere(self.caller.user_id)
 
     async def _replay(self) -> None:
         replayed: dict[str, int] = {}

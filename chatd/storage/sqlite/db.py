@@ -97,6 +97,7 @@ class Database:
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._accepting = False  # False while closing, so no write lands behind _STOP
         self._batches: dict[type[WriteOp], Batch] = {JobOp: _JOBS}
 
     def register(self, op_type: type[WriteOp], batch: Batch) -> None:
@@ -117,8 +118,10 @@ class Database:
         await self._reader.execute("PRAGMA query_only=ON")
         await self._reader.execute("PRAGMA busy_timeout=10000")
         self._task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+        self._accepting = True
 
     async def aclose(self) -> None:
+        self._accepting = False
         if self._task is not None:
             self._queue.put_nowait(_STOP)
             await self._task
@@ -149,7 +152,7 @@ class Database:
 
     async def submit(self, op: WriteOp) -> Any:
         """Queue a write and wait until it is committed; raises what its batch set."""
-        if self._task is None:
+        if self._task is None or not self._accepting:
             raise ChatdError("unavailable", "storage is closed")
         self._queue.put_nowait(op)
         return await op.future

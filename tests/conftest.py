@@ -1,0 +1,106 @@
+"""Shared fixtures: a real chatd app on a real SQLite file, and logged-in clients."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd.app import build_app
+from chatd.client import ChatdClient
+from chatd.config import Config, from_dict
+
+PASSWORD = "correct horse battery"
+# Argon2id stays on, with small costs so hundreds of test logins stay fast.
+FAST_AUTH = {"argon2_time_cost": 1, "argon2_memory_kib": 256, "argon2_parallelism": 1}
+_names = itertools.count(1)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--storage",
+        default="sqlite",
+        help="comma-separated storage backends for the contract suite (sqlite, scylla)",
+    )
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def test_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> Config:
+    raw = {
+        "server": {"data_dir": str(data_dir)},
+        "auth": dict(FAST_AUTH),
+        "limits": {"messages_per_second": 10_000, "login_attempts_per_minute": 10_000},
+    }
+    return from_dict(merge(raw, overrides or {}))
+
+
+test_config.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    """Override in a test module to change the server's configuration."""
+    return {}
+
+
+@pytest.fixture
+async def server(aiohttp_server: Any, tmp_path: Path, config_overrides: dict[str, Any]) -> Any:
+    return await aiohttp_server(build_app(test_config(tmp_path / "data", config_overrides)))
+
+
+@pytest.fixture
+def base_url(server: Any) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+UserFactory = Callable[..., Awaitable[ChatdClient]]
+
+
+@pytest.fixture
+async def user(base_url: str) -> AsyncIterator[UserFactory]:
+    """``await user("alice")``: a registered, logged-in client; ``login_again=`` adds a device."""
+    clients: list[ChatdClient] = []
+
+    async def make(name: str | None = None, *, register: bool = True) -> ChatdClient:
+        username = name or f"user{next(_names)}"
+        client = ChatdClient(base_url)
+        clients.append(client)
+        if register:
+            await client.register(username, PASSWORD)
+        await client.login(username, PASSWORD)
+        client.username = username  # type: ignore[attr-defined]
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def device(base_url: str) -> AsyncIterator[Callable[[ChatdClient], Awaitable[ChatdClient]]]:
+    """``await device(alice)``: another logged-in device of the same user."""
+    clients: list[ChatdClient] = []
+
+    async def make(of: ChatdClient) -> ChatdClient:
+        client = ChatdClient(base_url)
+        clients.append(client)
+        await client.login(of.username, PASSWORD)  # type: ignore[attr-defined]
+        client.username = of.username  # type: ignore[attr-defined]
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()

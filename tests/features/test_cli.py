@@ -1,0 +1,113 @@
+"""The chatd command: users, invites, version, and configuration errors."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from chatd import __version__
+from chatd.cli import app
+from chatd.client import ApiError, ChatdClient
+from tests.conftest import FAST_AUTH
+
+runner = CliRunner()
+
+
+def fast_config(tmp_path, extra: str = "") -> str:
+    path = tmp_path / "chatd.toml"
+    auth = "\n".join(f"{k} = {v}" for k, v in FAST_AUTH.items())
+    path.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n[auth]\n{auth}\n{extra}')
+    return str(path)
+
+
+def test_version():
+    result = runner.invoke(app, ["version"])
+    assert result.exit_code == 0 and result.output.strip() == __version__
+
+
+def test_every_command_has_useful_help():
+    for args in (["--help"], ["serve", "--help"], ["user", "--help"], ["user", "add", "--help"],
+                 ["user", "list", "--help"], ["user", "passwd", "--help"],
+                 ["user", "ban", "--help"], ["user", "unban", "--help"],
+                 ["invite", "create", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, args
+        assert "Usage" in result.output
+
+
+def test_user_add_list_passwd(tmp_path):
+    config = fast_config(tmp_path)
+    result = runner.invoke(app, ["user", "add", "Root", "--admin", "--password-stdin",
+                                 "--config", config], input="first password\n")
+    assert result.exit_code == 0, result.output
+    assert "created user root" in result.output
+    runner.invoke(app, ["user", "add", "zed", "--password-stdin", "--config", config],
+                  input="other password\n")
+    listed = runner.invoke(app, ["user", "list", "--config", config])
+    lines = listed.output.splitlines()
+    assert lines[1].startswith("root") and "admin" in lines[1]
+    assert lines[2].startswith("zed")
+    again = runner.invoke(app, ["user", "add", "root", "--password-stdin", "--config", config],
+                          input="whatever pw\n")
+    assert again.exit_code == 1 and "taken" in again.output
+    changed = runner.invoke(app, ["user", "passwd", "root", "--password-stdin", "--config", config],
+                            input="second password\n")
+    assert changed.exit_code == 0
+    missing = runner.invoke(app, ["user", "ban", "nobody", "--config", config])
+    assert missing.exit_code == 1 and "nobody" in missing.output
+
+
+def test_user_add_prompts_for_password(tmp_path):
+    config = fast_config(tmp_path)
+    result = runner.invoke(app, ["user", "add", "prompted", "--config", config],
+                           input="typed password\ntyped password\n")
+    assert result.exit_code == 0, result.output
+
+
+async def test_passwd_and_created_users_can_log_in(tmp_path, aiohttp_server):
+    from chatd.app import build_app
+    from chatd.config import load
+
+    config = fast_config(tmp_path)
+    for args, password in ((["add", "carol"], "carols password"),
+                           (["passwd", "carol"], "new carol password")):
+        result = await asyncio.to_thread(
+            runner.invoke, app, ["user", *args, "--password-stdin", "--config", config],
+            input=password + "\n")
+        assert result.exit_code == 0, result.output
+    server = await aiohttp_server(build_app(load(Path(config))))
+    async with ChatdClient(str(server.make_url("")).rstrip("/")) as client:
+        await client.login("carol", "new carol password")
+        with pytest.raises(ApiError):
+            await client.login("carol", "carols password")
+
+
+def test_invite_create_prints_a_code(tmp_path):
+    result = runner.invoke(app, ["invite", "create", "--uses", "2", "--config",
+                                 fast_config(tmp_path)])
+    assert result.exit_code == 0 and len(result.output.strip()) >= 16
+
+
+def test_unknown_config_key_stops_startup_naming_it(tmp_path):
+    config = fast_config(tmp_path, "[limits]\nmax_mesage_bytes = 10\n")
+    result = subprocess.run([sys.executable, "-m", "chatd", "serve", "--config", config],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "[limits] max_mesage_bytes: unknown key" in result.stderr
+
+
+def test_ill_typed_config_value_stops_startup_naming_it(tmp_path):
+    config = fast_config(tmp_path, "[limits]\nmessages_per_second = \"fast\"\n")
+    result = runner.invoke(app, ["serve", "--config", config])
+    assert result.exit_code == 2
+    assert "[limits] messages_per_second must be a number" in result.output
+
+
+def test_missing_config_file(tmp_path):
+    result = runner.invoke(app, ["serve", "--config", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2 and "no such file" in result.output

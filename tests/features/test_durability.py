@@ -1,0 +1,59 @@
+"""Nothing acknowledged is lost: kill -9 right after the acks, and everything is there."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chatd.client import ChatdClient
+from tests.conftest import PASSWORD
+from tests.subprocess_server import ServerProcess
+
+
+@pytest.fixture
+async def chatd_process(tmp_path):
+    server = ServerProcess(tmp_path / "data")
+    yield server
+    server.stop()
+
+
+async def test_acked_messages_survive_sigkill(chatd_process):
+    await chatd_process.start()
+    url = chatd_process.url
+    async with ChatdClient(url) as alice, ChatdClient(url) as bob:
+        for client, name in ((alice, "alice"), (bob, "bob")):
+            await client.register(name, PASSWORD)
+            await client.login(name, PASSWORD)
+        async with alice.connect(reconnect=False) as ws:
+            first = await ws.send_message(recipient_id=bob.user_id, content="0")
+            acks = [first] + list(await asyncio.gather(*(
+                ws.send_message(chat_id=first["chat_id"], content=str(i)) for i in range(1, 300)
+            )))
+            chatd_process.kill()  # SIGKILL: no shutdown, no flush
+        assert await chatd_process.wait() == -9
+
+    await chatd_process.start()
+    async with ChatdClient(url) as bob:
+        await bob.login("bob", PASSWORD)  # tokens are durable, but this is a new device
+        stored, after = [], 0
+        while True:
+            page = await bob.messages(first["chat_id"], after_seq=after, limit=100)
+            stored += page["messages"]
+            if page["next_cursor"] is None:
+                break
+            after = page["next_cursor"]
+    assert [m["seq"] for m in stored] == list(range(1, 301))
+    assert sorted(m["message_id"] for m in stored) == sorted(a["message_id"] for a in acks)
+    assert [m["content"] for m in stored] == [str(i) for i in range(300)]
+
+
+async def test_tokens_survive_a_restart(chatd_process):
+    await chatd_process.start()
+    async with ChatdClient(chatd_process.url) as alice:
+        await alice.register("alice", PASSWORD)
+        await alice.login("alice", PASSWORD)
+        chatd_process.kill()
+        await chatd_process.wait()
+        await chatd_process.start()
+        assert (await alice.me())["username"] == "alice"

@@ -1,0 +1,37 @@
+"""Heartbeats: the hello announces the interval; a silent connection is closed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+
+@pytest.fixture
+def config_overrides():
+    return {"server": {"heartbeat_s": 0.3}}
+
+
+async def test_hello_then_silent_connection_is_closed(user, base_url):
+    alice = await user()
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+        base_url + "/ws", headers={"Authorization": f"Bearer {alice.token}"}
+    ) as ws:
+        hello = await ws.receive_json()
+        assert hello["type"] == "hello"
+        data = hello["data"]
+        assert data["user_id"] == alice.user_id and data["device_id"] == alice.device_id
+        assert data["heartbeat_s"] == 0.3 and data["node_id"] and data["server_time"]
+        started = asyncio.get_running_loop().time()
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert 0.8 <= asyncio.get_running_loop().time() - started < 3
+
+
+async def test_pinging_client_stays_connected(user):
+    alice = await user()
+    async with alice.connect(reconnect=False, ping_interval=0.1) as ws:
+        await asyncio.sleep(1.5)
+        assert not ws.closed
+        assert "server_time" in await ws.ping()

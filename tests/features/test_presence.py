@@ -1,0 +1,83 @@
+"""Presence (online, offline, last seen) and typing indicators."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+
+@pytest.fixture
+def config_overrides():
+    return {"presence": {"typing_timeout_s": 0.5}}
+
+
+async def test_presence_goes_to_direct_chat_peers(user):
+    alice, bob = await user(), await user()
+    await alice.send_message(recipient_id=bob.user_id, content="hi")
+    async with alice.connect() as a_ws:
+        async with bob.connect():
+            online = (await a_ws.next_event("presence"))["data"]
+            assert (online["user_id"], online["status"]) == (bob.user_id, "online")
+            assert (await alice.user_status(bob.user_id))["status"] == "online"
+        offline = (await a_ws.next_event("presence"))["data"]
+        assert (offline["user_id"], offline["status"]) == (bob.user_id, "offline")
+        assert offline["last_seen"].endswith("Z")
+    status = await alice.user_status(bob.user_id)
+    assert status == {"user_id": bob.user_id, "status": "offline",
+                      "last_seen": offline["last_seen"]}
+
+
+async def test_presence_goes_to_users_with_the_subject_as_contact(user):
+    alice, bob, stranger = await user(), await user(), await user()
+    await alice.add_contact(bob.user_id)
+    async with alice.connect() as a_ws, stranger.connect() as s_ws:
+        async with bob.connect():
+            assert (await a_ws.next_event("presence"))["data"]["user_id"] == bob.user_id
+        await a_ws.next_event("presence")
+        assert [e for e in await s_ws.drain() if e["type"] == "presence"] == []
+
+
+async def test_online_while_any_device_is_connected(user, device):
+    alice, bob = await user(), await user()
+    bob_phone = await device(bob)
+    await alice.send_message(recipient_id=bob.user_id, content="hi")
+    async with alice.connect() as a_ws:
+        async with bob.connect():
+            await a_ws.next_event("presence")
+            async with bob_phone.connect():
+                pass
+            assert (await alice.user_status(bob.user_id))["status"] == "online"
+            assert [e for e in await a_ws.drain() if e["type"] == "presence"] == []
+        assert (await a_ws.next_event("presence"))["data"]["status"] == "offline"
+
+
+async def test_typing_reaches_the_peer_and_expires(user):
+    alice, bob = await user(), await user()
+    chat = await alice.send_message(recipient_id=bob.user_id, content="hi")
+    async with alice.connect() as a_ws, bob.connect() as b_ws:
+        await a_ws.typing(chat["chat_id"], True)
+        on = (await b_ws.next_event("typing_indicator"))["data"]
+        assert on == {"chat_id": chat["chat_id"], "user_id": alice.user_id, "is_typing": True}
+        off = (await b_ws.next_event("typing_indicator", timeout=3))["data"]
+        assert off["is_typing"] is False  # expired by itself
+        await a_ws.typing(chat["chat_id"], True)
+        await b_ws.next_event("typing_indicator")
+        await a_ws.typing(chat["chat_id"], False)
+        assert (await b_ws.next_event("typing_indicator"))["data"]["is_typing"] is False
+        await asyncio.sleep(0.7)  # no second "false" after an explicit stop
+        assert [e for e in await b_ws.drain() if e["type"] == "typing_indicator"] == []
+        assert [e for e in await a_ws.drain() if e["type"] == "typing_indicator"] == []
+
+
+async def test_typing_is_refreshed_by_repeats(user):
+    alice, bob = await user(), await user()
+    chat = await alice.send_message(recipient_id=bob.user_id, content="hi")
+    async with alice.connect() as a_ws, bob.connect() as b_ws:
+        for _ in range(4):
+            await a_ws.typing(chat["chat_id"], True)
+            await asyncio.sleep(0.2)
+        events = [e["data"]["is_typing"] for e in await b_ws.drain(quiet=0.1)
+                  if e["type"] == "typing_indicator"]
+        assert events == [True] * 4
+        assert (await b_ws.next_event("typing_indicator", timeout=2))["data"]["is_typing"] is False

@@ -1,0 +1,121 @@
+"""Revocation, bans, rate limits and the WebSocket Origin allow-list."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from typer.testing import CliRunner
+
+from chatd.cli import app as cli
+from chatd.client import ApiError, ChatdClient
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture
+def config_overrides():
+    return {
+        "limits": {"messages_per_second": 5, "login_attempts_per_minute": 3},
+        "server": {"allowed_origins": ["https://chat.example.org"]},
+    }
+
+
+async def wait_closed(ws, within: float = 5.0) -> int | None:
+    async with asyncio.timeout(within):
+        while not ws.closed:
+            await asyncio.sleep(0.02)
+    return ws.close_code
+
+
+async def test_logout_closes_that_devices_sockets_at_once(user, device):
+    alice = await user()
+    phone = await device(alice)
+    async with alice.connect(reconnect=False) as laptop_ws, phone.connect(reconnect=False) as ph:
+        await alice.logout()
+        assert await wait_closed(laptop_ws, 2) == 1008
+        assert not ph.closed  # the other device stays logged in
+        assert "server_time" in await ph.ping()
+
+
+async def test_revoking_a_device_closes_its_socket(user, device):
+    alice = await user()
+    phone = await device(alice)
+    async with phone.connect(reconnect=False) as ph:
+        await alice.revoke_device(phone.device_id)
+        assert await wait_closed(ph, 2) == 1008
+    with pytest.raises(ApiError) as err:
+        async with phone.connect(reconnect=False):
+            pass
+    assert err.value.status == 401
+
+
+async def test_ban_from_the_cli_closes_open_sockets_and_refuses_login(user, server, base_url):
+    mallory = await user()
+    data_dir = next(iter(server.app.values())).storage.db.path.parent
+    async with mallory.connect(reconnect=False) as ws:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["user", "ban", mallory.username, "--data-dir", str(data_dir)]
+        )
+        assert result.exit_code == 0, result.output
+        assert await wait_closed(ws, 5) == 1008  # the server polls the revocation feed
+    with pytest.raises(ApiError) as err:
+        await mallory.me()
+    assert err.value.status == 403
+    async with ChatdClient(base_url) as again:
+        with pytest.raises(ApiError) as err:
+            await again.login(mallory.username, PASSWORD)
+        assert err.value.status == 403
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["user", "unban", mallory.username, "--data-dir", str(data_dir)]
+    )
+    assert result.exit_code == 0
+    assert (await mallory.me())["user_id"] == mallory.user_id
+
+
+async def test_message_rate_limit_counts_ws_and_rest_together(user):
+    alice, bob = await user(), await user()
+    limited = 0
+    async with alice.connect() as ws:
+        for i in range(12):
+            try:
+                if i % 2:
+                    await ws.send_message(recipient_id=bob.user_id, content=str(i))
+                else:
+                    await alice.send_message(recipient_id=bob.user_id, content=str(i))
+            except ApiError as exc:
+                assert exc.code == "rate_limited"
+                limited += 1
+        assert limited >= 1
+        assert "server_time" in await ws.ping()  # the socket stays open
+    with pytest.raises(ApiError) as err:
+        for i in range(20):
+            await alice.send_message(recipient_id=bob.user_id, content=f"again {i}")
+    assert err.value.status == 429 and err.value.retry_after and err.value.retry_after >= 1
+
+
+async def test_login_attempts_are_limited_per_username(base_url, user):
+    alice = await user()
+    async with ChatdClient(base_url) as client:
+        for _ in range(2):
+            with pytest.raises(ApiError):
+                await client.login(alice.username, "wrong password")
+        with pytest.raises(ApiError) as err:
+            for _ in range(3):
+                await client.login(alice.username, "wrong password")
+        assert (err.value.status, err.value.code) == (429, "rate_limited")
+        assert err.value.retry_after is not None
+
+
+async def test_websocket_origin_allow_list(user, base_url):
+    alice = await user()
+    headers = {"Authorization": f"Bearer {alice.token}"}
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await http.ws_connect(base_url + "/ws", headers=headers, origin="https://evil.test")
+        assert err.value.status == 403
+        async with http.ws_connect(base_url + "/ws", headers=headers,
+                                   origin="https://chat.example.org") as ws:
+            assert (await ws.receive_json())["type"] == "hello"
+        async with http.ws_connect(f"{base_url}/ws?token={alice.token}") as ws:
+            assert (await ws.receive_json())["type"] == "hello"  # browsers pass ?token=
