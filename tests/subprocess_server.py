@@ -40,9 +40,19 @@ class ServerProcess:
     async def start(self) -> None:
         self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chatd", "serve", "--config", str(self.config),
-             "--port", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ},
+            [
+                sys.executable,
+                "-m",
+                "chatd",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
         )
         async with aiohttp.ClientSession() as http:
             for _ in range(200):

@@ -24,8 +24,11 @@ def test_core_imports_only_the_stdlib_and_itself():
     for path in (ROOT / "core").rglob("*.py"):
         for name in imports(path):
             top = name.split(".")[0]
-            allowed = top in sys.stdlib_module_names or name.startswith("chatd.core") or \
-                top == "__future__"
+            allowed = (
+                top in sys.stdlib_module_names
+                or name.startswith("chatd.core")
+                or top == "__future__"
+            )
             assert allowed, f"{path.relative_to(ROOT)} imports {name}"
 
 
@@ -38,5 +41,6 @@ def test_gateway_never_imports_storage_adapters():
 def test_client_is_independent_of_the_server():
     for path in (ROOT / "client").rglob("*.py"):
         for name in imports(path):
-            assert not (name.startswith("chatd.") and not name.startswith("chatd.client")), \
+            assert not (name.startswith("chatd.") and not name.startswith("chatd.client")), (
                 f"{path.name} imports {name}"
+            )

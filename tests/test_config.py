@@ -14,18 +14,24 @@ def test_defaults_need_no_file():
     assert config.storage.backend == "sqlite" and config.auth.registration == "open"
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"server": {"prot": 1}}, "[server] prot: unknown key"),
-    ({"nope": {}}, "nope: unknown key"),
-    ({"server": {"port": "80"}}, "[server] port must be an integer"),
-    ({"server": {"port": True}}, "[server] port must be an integer"),
-    ({"server": {"port": 70000}}, "[server] port must be 0-65535"),
-    ({"auth": {"registration": "sometimes"}}, "[auth] registration must be open, invite or closed"),
-    ({"limits": {"max_frame_bytes": 10}}, "[limits] max_frame_bytes must exceed"),
-    ({"server": {"allowed_origins": "x"}}, "[server] allowed_origins must be a list of str"),
-    ({"storage": {"sqlite": {"synchronous": "OFF"}}}, "[storage.sqlite] synchronous must be"),
-    ({"server": "x"}, "[server] must be a table"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"server": {"prot": 1}}, "[server] prot: unknown key"),
+        ({"nope": {}}, "nope: unknown key"),
+        ({"server": {"port": "80"}}, "[server] port must be an integer"),
+        ({"server": {"port": True}}, "[server] port must be an integer"),
+        ({"server": {"port": 70000}}, "[server] port must be 0-65535"),
+        (
+            {"auth": {"registration": "sometimes"}},
+            "[auth] registration must be open, invite or closed",
+        ),
+        ({"limits": {"max_frame_bytes": 10}}, "[limits] max_frame_bytes must exceed"),
+        ({"server": {"allowed_origins": "x"}}, "[server] allowed_origins must be a list of str"),
+        ({"storage": {"sqlite": {"synchronous": "OFF"}}}, "[storage.sqlite] synchronous must be"),
+        ({"server": "x"}, "[server] must be a table"),
+    ],
+)
 def test_bad_values_name_their_key(raw, message):
     with pytest.raises(ConfigError) as err:
         from_dict(raw)

@@ -16,7 +16,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0

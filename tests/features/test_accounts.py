@@ -20,8 +20,13 @@ async def test_register_login_and_profile(base_url):
         updated = await client.update_me(status_message="busy", display_name="Al")
         assert (updated["status_message"], updated["display_name"]) == ("busy", "Al")
         public = await client.get_user(created["user_id"])
-        assert set(public) == {"user_id", "username", "display_name", "status_message",
-                               "avatar_url"}
+        assert set(public) == {
+            "user_id",
+            "username",
+            "display_name",
+            "status_message",
+            "avatar_url",
+        }
 
 
 async def test_usernames_are_unique_case_insensitively(base_url):

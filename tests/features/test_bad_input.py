@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import pytest
 
@@ -42,15 +44,18 @@ async def test_unknown_frame_type_answers_with_the_request_id(user):
         assert "server_time" in await ws.ping()
 
 
-@pytest.mark.parametrize("data", [
-    {"recipient_id": 42, "content": "x", "type": "text", "client_msg_id": "a"},
-    {"content": "x", "type": "text", "client_msg_id": "a"},
-    {"chat_id": "c", "recipient_id": "u", "content": "x", "type": "text", "client_msg_id": "a"},
-    {"recipient_id": "u", "content": 5, "type": "text", "client_msg_id": "a"},
-    {"recipient_id": "u", "content": "x", "type": "sticker", "client_msg_id": "a"},
-    {"recipient_id": "u", "content": "x", "type": "text"},
-    {"recipient_id": "u", "content": "x", "type": "text", "client_msg_id": ["a"]},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"recipient_id": 42, "content": "x", "type": "text", "client_msg_id": "a"},
+        {"content": "x", "type": "text", "client_msg_id": "a"},
+        {"chat_id": "c", "recipient_id": "u", "content": "x", "type": "text", "client_msg_id": "a"},
+        {"recipient_id": "u", "content": 5, "type": "text", "client_msg_id": "a"},
+        {"recipient_id": "u", "content": "x", "type": "sticker", "client_msg_id": "a"},
+        {"recipient_id": "u", "content": "x", "type": "text"},
+        {"recipient_id": "u", "content": "x", "type": "text", "client_msg_id": ["a"]},
+    ],
+)
 async def test_ill_typed_send_message_fields_get_bad_request(user, data):
     alice, bob = await user(), await user()
     if data.get("recipient_id") == "u":
@@ -68,11 +73,13 @@ async def test_ill_typed_send_message_fields_get_bad_request(user, data):
 async def test_ill_typed_receipt_and_typing_frames(user):
     alice = await user()
     async with alice.connect() as ws:
-        for kind, data in [("delivery_receipt", {"chat_id": 1, "message_id": "m"}),
-                           ("read_receipt", {"chat_id": "c"}),
-                           ("typing_indicator", {"chat_id": "c", "is_typing": "yes"}),
-                           ("send_message", "not an object")]:
-            await ws.send_raw(f'{{"type": "{kind}", "id": 7, "data": {__import__("json").dumps(data)}}}')
+        for kind, data in [
+            ("delivery_receipt", {"chat_id": 1, "message_id": "m"}),
+            ("read_receipt", {"chat_id": "c"}),
+            ("typing_indicator", {"chat_id": "c", "is_typing": "yes"}),
+            ("send_message", "not an object"),
+        ]:
+            await ws.send_raw(json.dumps({"type": kind, "id": 7, "data": data}))
             frame = await ws.next_event("error")
             assert frame["id"] == 7 and frame["data"]["code"] == "bad_request", kind
 
@@ -100,9 +107,10 @@ async def test_oversized_rest_body_is_413(user):
 
 async def test_oversized_frame_closes_with_1009(user, base_url):
     alice = await user()
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-        base_url + "/ws", headers={"Authorization": f"Bearer {alice.token}"}
-    ) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(base_url + "/ws", headers={"Authorization": f"Bearer {alice.token}"}) as ws,
+    ):
         assert (await ws.receive_json())["type"] == "hello"
         await ws.send_str('{"type": "ping", "data": {"pad": "' + "x" * 5000 + '"}}')
         msg = await ws.receive()
@@ -137,8 +145,13 @@ async def test_missing_or_bad_auth_is_401_everywhere(base_url, user):
 
     await user()
     async with ChatdClient(base_url) as anonymous:
-        for method, path in [("GET", "/chats"), ("GET", "/users/me"), ("POST", "/messages"),
-                             ("GET", "/devices"), ("GET", "/contacts")]:
+        for method, path in [
+            ("GET", "/chats"),
+            ("GET", "/users/me"),
+            ("POST", "/messages"),
+            ("GET", "/devices"),
+            ("GET", "/contacts"),
+        ]:
             with pytest.raises(ApiError) as err:
                 await anonymous.request(method, path, json={})
             assert (err.value.status, err.value.code) == (401, "unauthorized"), path

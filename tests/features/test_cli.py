@@ -31,10 +31,17 @@ def test_version():
 
 
 def test_every_command_has_useful_help():
-    for args in (["--help"], ["serve", "--help"], ["user", "--help"], ["user", "add", "--help"],
-                 ["user", "list", "--help"], ["user", "passwd", "--help"],
-                 ["user", "ban", "--help"], ["user", "unban", "--help"],
-                 ["invite", "create", "--help"]):
+    for args in (
+        ["--help"],
+        ["serve", "--help"],
+        ["user", "--help"],
+        ["user", "add", "--help"],
+        ["user", "list", "--help"],
+        ["user", "passwd", "--help"],
+        ["user", "ban", "--help"],
+        ["user", "unban", "--help"],
+        ["invite", "create", "--help"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, args
         assert "Usage" in result.output
@@ -42,21 +49,31 @@ def test_every_command_has_useful_help():
 
 def test_user_add_list_passwd(tmp_path):
     config = fast_config(tmp_path)
-    result = runner.invoke(app, ["user", "add", "Root", "--admin", "--password-stdin",
-                                 "--config", config], input="first password\n")
+    result = runner.invoke(
+        app,
+        ["user", "add", "Root", "--admin", "--password-stdin", "--config", config],
+        input="first password\n",
+    )
     assert result.exit_code == 0, result.output
     assert "created user root" in result.output
-    runner.invoke(app, ["user", "add", "zed", "--password-stdin", "--config", config],
-                  input="other password\n")
+    runner.invoke(
+        app,
+        ["user", "add", "zed", "--password-stdin", "--config", config],
+        input="other password\n",
+    )
     listed = runner.invoke(app, ["user", "list", "--config", config])
     lines = listed.output.splitlines()
     assert lines[1].startswith("root") and "admin" in lines[1]
     assert lines[2].startswith("zed")
-    again = runner.invoke(app, ["user", "add", "root", "--password-stdin", "--config", config],
-                          input="whatever pw\n")
+    again = runner.invoke(
+        app, ["user", "add", "root", "--password-stdin", "--config", config], input="whatever pw\n"
+    )
     assert again.exit_code == 1 and "taken" in again.output
-    changed = runner.invoke(app, ["user", "passwd", "root", "--password-stdin", "--config", config],
-                            input="second password\n")
+    changed = runner.invoke(
+        app,
+        ["user", "passwd", "root", "--password-stdin", "--config", config],
+        input="second password\n",
+    )
     assert changed.exit_code == 0
     missing = runner.invoke(app, ["user", "ban", "nobody", "--config", config])
     assert missing.exit_code == 1 and "nobody" in missing.output
@@ -64,8 +81,11 @@ def test_user_add_list_passwd(tmp_path):
 
 def test_user_add_prompts_for_password(tmp_path):
     config = fast_config(tmp_path)
-    result = runner.invoke(app, ["user", "add", "prompted", "--config", config],
-                           input="typed password\ntyped password\n")
+    result = runner.invoke(
+        app,
+        ["user", "add", "prompted", "--config", config],
+        input="typed password\ntyped password\n",
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -74,11 +94,16 @@ async def test_passwd_and_created_users_can_log_in(tmp_path, aiohttp_server):
     from chatd.config import load
 
     config = fast_config(tmp_path)
-    for args, password in ((["add", "carol"], "carols password"),
-                           (["passwd", "carol"], "new carol password")):
+    for args, password in (
+        (["add", "carol"], "carols password"),
+        (["passwd", "carol"], "new carol password"),
+    ):
         result = await asyncio.to_thread(
-            runner.invoke, app, ["user", *args, "--password-stdin", "--config", config],
-            input=password + "\n")
+            runner.invoke,
+            app,
+            ["user", *args, "--password-stdin", "--config", config],
+            input=password + "\n",
+        )
         assert result.exit_code == 0, result.output
     server = await aiohttp_server(build_app(load(Path(config))))
     async with ChatdClient(str(server.make_url("")).rstrip("/")) as client:
@@ -88,21 +113,26 @@ async def test_passwd_and_created_users_can_log_in(tmp_path, aiohttp_server):
 
 
 def test_invite_create_prints_a_code(tmp_path):
-    result = runner.invoke(app, ["invite", "create", "--uses", "2", "--config",
-                                 fast_config(tmp_path)])
+    result = runner.invoke(
+        app, ["invite", "create", "--uses", "2", "--config", fast_config(tmp_path)]
+    )
     assert result.exit_code == 0 and len(result.output.strip()) >= 16
 
 
 def test_unknown_config_key_stops_startup_naming_it(tmp_path):
     config = fast_config(tmp_path, "[limits]\nmax_mesage_bytes = 10\n")
-    result = subprocess.run([sys.executable, "-m", "chatd", "serve", "--config", config],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "chatd", "serve", "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "[limits] max_mesage_bytes: unknown key" in result.stderr
 
 
 def test_ill_typed_config_value_stops_startup_naming_it(tmp_path):
-    config = fast_config(tmp_path, "[limits]\nmessages_per_second = \"fast\"\n")
+    config = fast_config(tmp_path, '[limits]\nmessages_per_second = "fast"\n')
     result = runner.invoke(app, ["serve", "--config", config])
     assert result.exit_code == 2
     assert "[limits] messages_per_second must be a number" in result.output

@@ -27,9 +27,10 @@ async def test_acked_messages_survive_sigkill(chatd_process):
             await client.login(name, PASSWORD)
         async with alice.connect(reconnect=False) as ws:
             first = await ws.send_message(recipient_id=bob.user_id, content="0")
-            acks = [first] + list(await asyncio.gather(*(
-                ws.send_message(chat_id=first["chat_id"], content=str(i)) for i in range(1, 300)
-            )))
+            rest = await asyncio.gather(
+                *(ws.send_message(chat_id=first["chat_id"], content=str(i)) for i in range(1, 300))
+            )
+            acks = [first, *rest]
             chatd_process.kill()  # SIGKILL: no shutdown, no flush
         assert await chatd_process.wait() == -9
 

@@ -15,9 +15,10 @@ def config_overrides():
 
 async def test_hello_then_silent_connection_is_closed(user, base_url):
     alice = await user()
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-        base_url + "/ws", headers={"Authorization": f"Bearer {alice.token}"}
-    ) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(base_url + "/ws", headers={"Authorization": f"Bearer {alice.token}"}) as ws,
+    ):
         hello = await ws.receive_json()
         assert hello["type"] == "hello"
         data = hello["data"]

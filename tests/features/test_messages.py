@@ -30,11 +30,23 @@ async def test_two_users_chat_both_ways_over_websocket(user):
 async def test_message_object_has_every_contract_field(user):
     alice, bob = await user(), await user()
     async with bob.connect() as b_ws:
-        ack = await alice.send_message(recipient_id=bob.user_id, content="fields",
-                                       client_msg_id="cm-1")
+        ack = await alice.send_message(
+            recipient_id=bob.user_id, content="fields", client_msg_id="cm-1"
+        )
         data = (await b_ws.next_event("new_message"))["data"]
-    assert set(data) >= {"message_id", "chat_id", "seq", "sender_id", "type", "content", "media",
-                         "reply_to", "client_msg_id", "timestamp", "status"}
+    assert set(data) >= {
+        "message_id",
+        "chat_id",
+        "seq",
+        "sender_id",
+        "type",
+        "content",
+        "media",
+        "reply_to",
+        "client_msg_id",
+        "timestamp",
+        "status",
+    }
     assert data["client_msg_id"] == "cm-1" and data["type"] == "text"
     assert data["timestamp"].endswith("Z") and len(data["timestamp"]) == 24
     assert ack["timestamp"] == data["timestamp"]
@@ -55,8 +67,9 @@ async def test_senders_other_device_receives_its_own_message(user, device):
 async def test_reply_to_must_be_a_message_of_the_chat(user):
     alice, bob, carol = await user(), await user(), await user()
     first = await alice.send_message(recipient_id=bob.user_id, content="question")
-    answer = await bob.send_message(chat_id=first["chat_id"], content="answer",
-                                    reply_to=first["message_id"])
+    answer = await bob.send_message(
+        chat_id=first["chat_id"], content="answer", reply_to=first["message_id"]
+    )
     page = await alice.messages(first["chat_id"])
     assert page["messages"][0]["reply_to"] == first["message_id"]
     assert answer["seq"] == 2
@@ -124,12 +137,22 @@ async def test_open_direct_is_get_or_create(user):
 async def test_same_client_msg_id_over_ws_and_rest_stores_one_message(user):
     alice, bob = await user(), await user()
     async with alice.connect() as a_ws:
-        first = await a_ws.send_message(recipient_id=bob.user_id, content="once",
-                                        client_msg_id="dup-1")
-        again = await a_ws.send_message(recipient_id=bob.user_id, content="once",
-                                        client_msg_id="dup-1")
-    over_rest = await alice.request("POST", "/messages", json={
-        "recipient_id": bob.user_id, "content": "once", "type": "text", "client_msg_id": "dup-1"})
+        first = await a_ws.send_message(
+            recipient_id=bob.user_id, content="once", client_msg_id="dup-1"
+        )
+        again = await a_ws.send_message(
+            recipient_id=bob.user_id, content="once", client_msg_id="dup-1"
+        )
+    over_rest = await alice.request(
+        "POST",
+        "/messages",
+        json={
+            "recipient_id": bob.user_id,
+            "content": "once",
+            "type": "text",
+            "client_msg_id": "dup-1",
+        },
+    )
     assert first == again == over_rest
     history = await bob.messages(first["chat_id"])
     assert len(history["messages"]) == 1
@@ -152,8 +175,9 @@ async def test_messages_from_one_socket_keep_their_order(user):
     alice, bob = await user(), await user()
     async with alice.connect() as a_ws, bob.connect() as b_ws:
         chat = await a_ws.send_message(recipient_id=bob.user_id, content="0")
-        acks = await asyncio.gather(*(
-            a_ws.send_message(chat_id=chat["chat_id"], content=str(i)) for i in range(1, 40)))
+        acks = await asyncio.gather(
+            *(a_ws.send_message(chat_id=chat["chat_id"], content=str(i)) for i in range(1, 40))
+        )
         assert [a["seq"] for a in acks] == list(range(2, 41))
         got = await b_ws.collect("new_message", 40)
     assert [int(e["data"]["content"]) for e in got] == list(range(40))

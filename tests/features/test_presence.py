@@ -24,8 +24,11 @@ async def test_presence_goes_to_direct_chat_peers(user):
         assert (offline["user_id"], offline["status"]) == (bob.user_id, "offline")
         assert offline["last_seen"].endswith("Z")
     status = await alice.user_status(bob.user_id)
-    assert status == {"user_id": bob.user_id, "status": "offline",
-                      "last_seen": offline["last_seen"]}
+    assert status == {
+        "user_id": bob.user_id,
+        "status": "offline",
+        "last_seen": offline["last_seen"],
+    }
 
 
 async def test_presence_goes_to_users_with_the_subject_as_contact(user):
@@ -77,7 +80,10 @@ async def test_typing_is_refreshed_by_repeats(user):
         for _ in range(4):
             await a_ws.typing(chat["chat_id"], True)
             await asyncio.sleep(0.2)
-        events = [e["data"]["is_typing"] for e in await b_ws.drain(quiet=0.1)
-                  if e["type"] == "typing_indicator"]
+        events = [
+            e["data"]["is_typing"]
+            for e in await b_ws.drain(quiet=0.1)
+            if e["type"] == "typing_indicator"
+        ]
         assert events == [True] * 4
         assert (await b_ws.next_event("typing_indicator", timeout=2))["data"]["is_typing"] is False

@@ -90,8 +90,9 @@ async def test_receipts_for_someone_elses_chat_are_refused(user):
     ack = await alice.send_message(recipient_id=bob.user_id, content="private")
     async with mallory.connect() as m_ws:
         with pytest.raises(ApiError) as err:
-            await m_ws.request("read_receipt", {"chat_id": ack["chat_id"],
-                                                "message_id": ack["message_id"]})
+            await m_ws.request(
+                "read_receipt", {"chat_id": ack["chat_id"], "message_id": ack["message_id"]}
+            )
         assert err.value.code == "not_found"
     with pytest.raises(ApiError) as err:
         await mallory.mark_read(ack["chat_id"], 1)

@@ -114,8 +114,9 @@ async def test_websocket_origin_allow_list(user, base_url):
         with pytest.raises(aiohttp.WSServerHandshakeError) as err:
             await http.ws_connect(base_url + "/ws", headers=headers, origin="https://evil.test")
         assert err.value.status == 403
-        async with http.ws_connect(base_url + "/ws", headers=headers,
-                                   origin="https://chat.example.org") as ws:
+        async with http.ws_connect(
+            base_url + "/ws", headers=headers, origin="https://chat.example.org"
+        ) as ws:
             assert (await ws.receive_json())["type"] == "hello"
         async with http.ws_connect(f"{base_url}/ws?token={alice.token}") as ws:
             assert (await ws.receive_json())["type"] == "hello"  # browsers pass ?token=
