@@ -1,0 +1,1 @@
+"""Storage contract suite (see conftest.py)."""
