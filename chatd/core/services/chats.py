@@ -7,6 +7,7 @@ so a non-member gets ``not_found`` (it may not learn the chat exists).
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,8 +23,13 @@ MAX_PAGE = 100
 
 
 class ChatService:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, cache_chats: int = 100_000) -> None:
         self._storage = storage
+        # chat_id -> its members' ids, for the per-message authorization and
+        # fan-out. A direct chat's members never change; code that changes a
+        # chat's membership calls ``forget``.
+        self._member_ids: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._cache_chats = cache_chats
 
     async def open_direct(self, caller: Caller, user_id: str) -> tuple[Chat, bool]:
         """The direct chat of the caller and ``user_id``, created on first use."""
@@ -36,6 +42,32 @@ class ChatService:
         )
         chat = await self._storage.chats.get_or_create_direct(candidate, caller.user_id, user_id)
         return chat, chat.chat_id == candidate.chat_id
+
+    async def member_ids(self, chat_id: str) -> frozenset[str]:
+        """The ids of a chat's members (empty for an unknown chat), cached."""
+        ids = self._member_ids.get(chat_id)
+        if ids is not None:
+            self._member_ids.move_to_end(chat_id)
+            return ids
+        ids = frozenset(m.user_id for m in await self._storage.chats.members(chat_id))
+        if ids:
+            self._member_ids[chat_id] = ids
+            if len(self._member_ids) > self._cache_chats:
+                self._member_ids.popitem(last=False)
+        return ids
+
+    def forget(self, chat_id: str) -> None:
+        """Drop a chat's cached membership after it changed."""
+        self._member_ids.pop(chat_id, None)
+
+    async def ensure_member(self, caller: Caller, chat_id: Any) -> frozenset[str]:
+        """The chat's member ids if the caller is one; ``not_found`` otherwise."""
+        if not isinstance(chat_id, str) or not chat_id:
+            raise bad_request("chat_id must be a string")
+        ids = await self.member_ids(chat_id)
+        if caller.user_id not in ids:
+            raise not_found("chat not found")
+        return ids
 
     async def require_member(self, caller: Caller, chat_id: str) -> tuple[Chat, list[Member]]:
         if not isinstance(chat_id, str) or not chat_id:

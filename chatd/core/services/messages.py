@@ -81,7 +81,7 @@ class MessageService:
                 raise bad_request("recipient_id must be a string")
             chat, _ = await self._chats.open_direct(caller, recipient_id)
             chat_id = chat.chat_id
-        await self._chats.require_member(caller, chat_id)
+        await self._chats.ensure_member(caller, chat_id)
         if reply_to is not None and await self._storage.messages.get(chat_id, reply_to) is None:
             raise bad_request("reply_to is not a message of this chat")
         return MessageDraft(
@@ -100,7 +100,7 @@ class MessageService:
         appended = await self._storage.messages.append(draft)
         if appended.created:
             message = appended.message
-            members = await self._storage.chats.members(message.chat_id)
+            members = await self._chats.member_ids(message.chat_id)
             event = Event(
                 "new_message",
                 message_view(message),
@@ -108,5 +108,5 @@ class MessageService:
                 seq=message.seq,
                 created_at=message.created_at,
             )
-            self._sink.publish([m.user_id for m in members], event, skip_device=caller.device_id)
+            self._sink.publish(members, event, skip_device=caller.device_id)
         return appended

@@ -74,8 +74,8 @@ class PresenceService:
         data = validate.body(data)
         chat_id = validate.required_string(data, "chat_id", max_len=64)
         is_typing = validate.boolean(data, "is_typing")
-        _, members = await self._chats.require_member(caller, chat_id)
-        others = [m.user_id for m in members if m.user_id != caller.user_id]
+        members = await self._chats.ensure_member(caller, chat_id)
+        others = [user_id for user_id in members if user_id != caller.user_id]
         key = (chat_id, caller.user_id)
         shown = self._typing.pop(key, None)
         if shown is not None:

@@ -33,7 +33,7 @@ class ReceiptService:
         data = validate.body(data)
         chat_id = validate.required_string(data, "chat_id", max_len=64)
         message_id = validate.required_string(data, "message_id", max_len=64)
-        await self._chats.require_member(caller, chat_id)
+        await self._chats.ensure_member(caller, chat_id)
         message = await self._storage.messages.get(chat_id, message_id)
         if message is None:
             raise not_found("message not found")

@@ -66,8 +66,9 @@ class AppendBatch:
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
             rows = await conn.execute_fetchall(
-                f"SELECT {_COLUMNS} FROM messages WHERE (sender_id, client_msg_id) IN "
-                f"(VALUES {_values(len(chunk), 2)})",
+                f"WITH k(s, c) AS (VALUES {_values(len(chunk), 2)}) SELECT "
+                + ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
+                + " FROM k CROSS JOIN messages m ON m.sender_id = k.s AND m.client_msg_id = k.c",
                 [v for key in chunk for v in key],
             )
             for row in rows:

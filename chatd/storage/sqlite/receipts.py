@@ -28,8 +28,9 @@ class AdvanceBatch:
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
             rows = await conn.execute_fetchall(
-                "SELECT chat_id, user_id, delivered_seq, read_seq FROM members "
-                "WHERE (chat_id, user_id) IN (VALUES " + ",".join(["(?,?)"] * len(chunk)) + ")",
+                "WITH k(c, u) AS (VALUES " + ",".join(["(?,?)"] * len(chunk)) + ") "
+                "SELECT m.chat_id, m.user_id, m.delivered_seq, m.read_seq FROM k "
+                "CROSS JOIN members m ON m.chat_id = k.c AND m.user_id = k.u",
                 [v for key in chunk for v in key],
             )
             for chat_id, user_id, delivered, read in rows:
