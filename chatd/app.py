@@ -23,6 +23,7 @@ from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
+from chatd.core.services.groups import GroupService
 from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
@@ -89,6 +90,7 @@ def build_app(config: Config) -> web.Application:
         accounts=make_accounts(config, storage, sessions),
         contacts=ContactService(storage),
         chats=chats,
+        groups=GroupService(storage, chats, sessions, max_members=config.limits.max_group_members),
         messages=MessageService(
             storage,
             chats,

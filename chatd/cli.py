@@ -23,7 +23,9 @@ user_app = typer.Typer(help="Create and administer user accounts.", no_args_is_h
 invite_app = typer.Typer(
     help='Invites for servers with registration = "invite".', no_args_is_help=True
 )
+group_app = typer.Typer(help="Inspect groups.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(group_app, name="group")
 app.add_typer(invite_app, name="invite")
 
 ConfigOption = Annotated[
@@ -106,16 +108,43 @@ def version() -> None:
 
 def _with_accounts(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``action(accounts)`` against the configured store, opened for this command only."""
-    from chatd.app import make_accounts, make_storage
+    from chatd.app import make_accounts
     from chatd.gateway.sessions import SessionRegistry
+
+    # No sockets here: a running server learns of bans and revocations through
+    # the revocation feed it polls.
+    return _with_storage(
+        cfg, lambda storage: action(make_accounts(cfg, storage, SessionRegistry()))
+    )
+
+
+def _with_groups(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
+    from chatd.core.services.chats import ChatService
+    from chatd.core.services.groups import GroupService
+    from chatd.gateway.sessions import SessionRegistry
+
+    return _with_storage(
+        cfg,
+        lambda storage: action(
+            GroupService(
+                storage,
+                ChatService(storage),
+                SessionRegistry(),
+                max_members=cfg.limits.max_group_members,
+            )
+        ),
+    )
+
+
+def _with_storage(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``action(storage)`` with the configured store opened for this command only."""
+    from chatd.app import make_storage
 
     async def run() -> T:
         storage = make_storage(cfg)
         await storage.open()
         try:
-            # No sockets here: a running server learns of bans and revocations
-            # through the revocation feed it polls.
-            return await action(make_accounts(cfg, storage, SessionRegistry()))
+            return await action(storage)
         finally:
             await storage.aclose()
 
@@ -208,3 +237,30 @@ def invite_create(
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
     code = _with_accounts(cfg, lambda a: a.create_invite(uses, days))
     typer.echo(code)
+
+
+@group_app.command("list")
+def group_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """List every group: id, member count, name."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+    groups = _with_groups(cfg, lambda g: g.list_all())
+    typer.echo(f"{'GROUP ID':<36} {'MEMBERS':>7}  NAME")
+    for group in groups:
+        typer.echo(f"{group['group_id']:<36} {len(group['members']):>7}  {group['name']}")
+
+
+@group_app.command("show")
+def group_show(
+    group_id: Annotated[str, typer.Argument(help="The group's id (see `chatd group list`).")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show a group: name, description and members with their roles."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+    group = _with_groups(cfg, lambda g: g.describe(group_id))
+    typer.echo(f"name:        {group['name']}")
+    typer.echo(f"description: {group['description'] or ''}")
+    typer.echo(f"created:     {group['created_at']} by {group['created_by']}")
+    typer.echo(f"members:     {len(group['members'])} of at most {group['max_members']}")
+    for member in group["members"]:
+        typer.echo(f"  {member['user_id']:<36} {member['role']:<6} joined {member['joined_at']}")

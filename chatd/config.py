@@ -60,6 +60,7 @@ class LimitsConfig:
     max_frame_bytes: int = 262144
     messages_per_second: float = 20.0
     login_attempts_per_minute: int = 10
+    max_group_members: int = 256
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ def _check(config: Config) -> None:
         ),
         (lim.messages_per_second >= 0, "[limits] messages_per_second must be >= 0 (0: no limit)"),
         (lim.login_attempts_per_minute >= 1, "[limits] login_attempts_per_minute must be >= 1"),
+        (2 <= lim.max_group_members <= 100_000, "[limits] max_group_members must be 2-100000"),
         (
             config.log.level.lower() in {"debug", "info", "warning", "error"},
             "[log] level must be debug, info, warning or error",

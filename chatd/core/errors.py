@@ -44,3 +44,10 @@ def not_found(what: str = "not found") -> ChatdError:
 
 def forbidden(message: str) -> ChatdError:
     return ChatdError("forbidden", message)
+
+
+class StaleVersion(ChatdError):
+    """A compare-and-set lost a race; the caller re-reads and retries."""
+
+    def __init__(self, message: str = "changed concurrently; retry") -> None:
+        super().__init__("conflict", message)

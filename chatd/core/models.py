@@ -13,6 +13,7 @@ from typing import Literal
 ChatKind = Literal["direct", "group"]
 Role = Literal["admin", "member"]
 MESSAGE_TYPES = frozenset({"text", "image", "video", "audio", "file"})
+SYSTEM = "system"  # membership and settings changes; written by the server only
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,9 @@ class Chat:
     created_by: str | None = None
     last_seq: int = 0
     last_activity: int = 0
+    #: Bumped by every membership or settings change; changes are applied only
+    #: if the version is still the one they were computed from.
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,8 @@ class Member:
     ``delivered_seq``: some device of the user has every message up to it.
     ``read_seq``: the user has read every message up to it (never above delivered).
     ``joined_seq``: the chat's last seq when the user joined; history starts after it.
+    ``left_seq``: set when the user left or was removed: the seq of that event, the
+    last message the user may see. None while the user is a member.
     """
 
     chat_id: str
@@ -76,6 +82,33 @@ class Member:
     joined_seq: int = 0
     delivered_seq: int = 0
     read_seq: int = 0
+    left_seq: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.left_seq is None
+
+    def sees(self, seq: int) -> bool:
+        """Whether this membership covers the message with ``seq``."""
+        return self.joined_seq < seq and (self.left_seq is None or seq <= self.left_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """One atomic change of a group, with the system message that records it.
+
+    Applied only if the chat's version is still ``expected_version``. Users in
+    ``add`` join just before the system message (they see it); users in
+    ``remove`` leave with it (it is the last message they see).
+    """
+
+    chat_id: str
+    expected_version: int
+    system: MessageDraft
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    roles: tuple[tuple[str, Role], ...] = ()
+    settings: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

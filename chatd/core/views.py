@@ -41,8 +41,12 @@ def contact_view(contact: Contact, user: User | None) -> dict[str, Any]:
 
 
 def message_status(message: Message, members: Iterable[Member]) -> Status:
-    """``delivered``/``read`` once every member but the sender reached the message."""
-    others = [m for m in members if m.user_id != message.sender_id]
+    """``delivered``/``read`` once every member but the sender reached the message.
+
+    Only members who can see the message count: one who joined later or had left
+    before it was sent is not waited for.
+    """
+    others = [m for m in members if m.user_id != message.sender_id and m.sees(message.seq)]
     if not others:
         return "sent"
     if all(m.read_seq >= message.seq for m in others):
@@ -86,20 +90,40 @@ def member_view(member: Member) -> dict[str, Any]:
     }
 
 
+def visible_last_seq(chat: Chat, me: Member) -> int:
+    """The newest seq ``me`` may see: the chat's last, or the one it left with."""
+    return chat.last_seq if me.left_seq is None else min(chat.last_seq, me.left_seq)
+
+
 def chat_view(
     chat: Chat,
     me: Member,
     members: list[Member],
     last_message: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    last_seq = visible_last_seq(chat, me)
     return {
         "chat_id": chat.chat_id,
         "kind": chat.kind,
         "title": chat.title,
         "members": [member_view(m) for m in members],
         "last_message": last_message,
-        "last_seq": chat.last_seq,
-        "unread_count": max(0, chat.last_seq - max(me.read_seq, me.joined_seq)),
+        "last_seq": last_seq,
+        "unread_count": max(0, last_seq - max(me.read_seq, me.joined_seq)),
         "read_seq": me.read_seq,
         "delivered_seq": me.delivered_seq,
+        "is_member": me.left_seq is None,
+    }
+
+
+def group_view(chat: Chat, members: list[Member], max_members: int) -> dict[str, Any]:
+    return {
+        "group_id": chat.chat_id,
+        "name": chat.title,
+        "description": chat.description,
+        "avatar_url": f"/api/v1/media/{chat.avatar_media_id}" if chat.avatar_media_id else None,
+        "members": [member_view(m) for m in members],
+        "created_at": format_ts(chat.created_at),
+        "created_by": chat.created_by,
+        "max_members": max_members,
     }

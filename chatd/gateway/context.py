@@ -11,6 +11,7 @@ from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
+from chatd.core.services.groups import GroupService
 from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
@@ -25,6 +26,7 @@ class Services:
     accounts: AccountService
     contacts: ContactService
     chats: ChatService
+    groups: GroupService
     messages: MessageService
     receipts: ReceiptService
     presence: PresenceService

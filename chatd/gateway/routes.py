@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from chatd.gateway import ws
-from chatd.gateway.rest import auth, chats, contacts, devices, messages, ops, users
+from chatd.gateway.rest import auth, chats, contacts, devices, groups, messages, ops, users
 
 API = "/api/v1"
 
@@ -29,6 +29,12 @@ ROUTES: list[web.RouteDef] = [
     web.get(f"{API}/chats/{{chat_id}}/messages", chats.history),
     web.post(f"{API}/chats/{{chat_id}}/read", chats.mark_read),
     web.post(f"{API}/messages", messages.send),
+    web.post(f"{API}/groups", groups.create),
+    web.get(f"{API}/groups/{{group_id}}", groups.get),
+    web.patch(f"{API}/groups/{{group_id}}", groups.update),
+    web.post(f"{API}/groups/{{group_id}}/members", groups.add_members),
+    web.delete(f"{API}/groups/{{group_id}}/members/{{user_id}}", groups.remove_member),
+    web.patch(f"{API}/groups/{{group_id}}/members/{{user_id}}", groups.set_role),
     web.get(f"{API}/health", ops.health),
     web.get(f"{API}/metrics", ops.metrics),
     web.get("/ws", ws.websocket),

@@ -15,6 +15,7 @@ from chatd.core.models import (
     Chat,
     Contact,
     Device,
+    GroupChange,
     Member,
     Message,
     MessageDraft,
@@ -91,14 +92,33 @@ class ChatStore(Protocol):
         """The one direct chat of two users; ``chat`` is stored only if none exists.
         Atomic: two concurrent calls return the same chat."""
 
+    async def create_group(
+        self, chat: Chat, members: Sequence[Member], system: MessageDraft
+    ) -> Message:
+        """Store a new group, its members and its first (system) message, atomically."""
+
+    async def change_group(self, change: GroupChange) -> Message:
+        """Apply ``change`` and append its system message, atomically.
+
+        Raises ``StaleVersion`` if the chat's version is no longer
+        ``change.expected_version`` (someone else changed the group first):
+        nothing is written, and the caller re-reads and tries again. Roles of
+        ``add`` users start as "member"; ``roles`` apply after adds and removes.
+        """
+
     async def get(self, chat_id: str) -> Chat | None: ...
 
-    async def members(self, chat_id: str) -> list[Member]: ...
+    async def members(self, chat_id: str) -> list[Member]:
+        """Current members only (``left_seq`` is None), in joining order."""
 
-    async def member(self, chat_id: str, user_id: str) -> Member | None: ...
+    async def member(self, chat_id: str, user_id: str) -> Member | None:
+        """The user's membership, current or past (a past one has ``left_seq``)."""
 
     async def memberships(self, user_id: str) -> list[Member]:
-        """The user's memberships (its inbox partition)."""
+        """The user's memberships, current and past (its inbox partition)."""
+
+    async def group_ids(self, limit: int, after: str = "") -> list[str]:
+        """Ids of groups in id order, for administration."""
 
     async def direct_peers(self, user_id: str) -> list[str]:
         """Users who share a direct chat with ``user_id``."""
@@ -111,7 +131,9 @@ class MessageStore(Protocol):
         Assigns the chat's next ``seq`` (no gaps, no duplicates) and a time-sortable
         ``message_id``; raises the sender's own watermarks to it. Idempotent on
         ``(sender_id, client_msg_id)``: a repeat returns the first message with
-        ``created=False`` and stores nothing. Durable when it returns.
+        ``created=False`` and stores nothing. Raises ``not_found`` if the sender
+        is not a current member of the chat when the message is numbered, so a
+        removal and a send cannot interleave. Durable when it returns.
         """
 
     async def get(self, chat_id: str, message_id: str) -> Message | None: ...

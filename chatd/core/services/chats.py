@@ -1,7 +1,8 @@
 """Chats: opening direct chats, the inbox, history pages and who may see them.
 
-Authorization lives here: every read of a chat goes through ``require_member``,
-so a non-member gets ``not_found`` (it may not learn the chat exists).
+Authorization lives here: every read of a chat goes through ``access`` (past
+members keep the history they saw) and every write through ``ensure_member``;
+anyone else gets ``not_found`` (it may not learn the chat exists).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from chatd.core.errors import bad_request, not_found
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Chat, Member, Message
 from chatd.core.ports.storage import Storage
-from chatd.core.views import chat_view, message_status, message_view
+from chatd.core.views import chat_view, message_status, message_view, visible_last_seq
 
 MAX_PAGE = 100
 
@@ -69,16 +70,19 @@ class ChatService:
             raise not_found("chat not found")
         return ids
 
-    async def require_member(self, caller: Caller, chat_id: str) -> tuple[Chat, list[Member]]:
+    async def access(self, caller: Caller, chat_id: Any) -> tuple[Chat, Member, list[Member]]:
+        """The chat, the caller's membership (current or past) and the current members.
+
+        A past member keeps reading the history it saw; anyone else gets
+        ``not_found``, as if the chat did not exist.
+        """
         if not isinstance(chat_id, str) or not chat_id:
             raise bad_request("chat_id must be a string")
-        members = await self._storage.chats.members(chat_id)
-        if not any(m.user_id == caller.user_id for m in members):
+        me = await self._storage.chats.member(chat_id, caller.user_id)
+        chat = await self._storage.chats.get(chat_id) if me is not None else None
+        if me is None or chat is None:
             raise not_found("chat not found")
-        chat = await self._storage.chats.get(chat_id)
-        if chat is None:
-            raise not_found("chat not found")
-        return chat, members
+        return chat, me, await self._storage.chats.members(chat_id)
 
     async def inbox(self, caller: Caller) -> list[dict[str, Any]]:
         """The caller's chats, most recent activity first, with unread counts."""
@@ -94,38 +98,43 @@ class ChatService:
             return None
         members = await self._storage.chats.members(chat.chat_id)
         last = None
-        if chat.last_seq > me.joined_seq:
-            message = await self._storage.messages.at_seq(chat.chat_id, chat.last_seq)
+        last_seq = visible_last_seq(chat, me)
+        if last_seq > me.joined_seq:
+            message = await self._storage.messages.at_seq(chat.chat_id, last_seq)
             if message is not None:
                 last = message_view(message, message_status(message, members))
         return chat.last_activity, chat_view(chat, me, members, last)
 
     async def chat_view(self, caller: Caller, chat_id: str) -> dict[str, Any]:
-        _, members = await self.require_member(caller, chat_id)
-        me = next(m for m in members if m.user_id == caller.user_id)
+        _, me, _ = await self.access(caller, chat_id)
         entry = await self._inbox_entry(me)
-        assert entry is not None
+        if entry is None:
+            raise not_found("chat not found")
         return entry[1]
 
     async def history(
         self, caller: Caller, chat_id: str, params: Mapping[str, str]
     ) -> dict[str, Any]:
-        """One page of history: newest first with ``before``, oldest first with ``after_seq``."""
-        chat, members = await self.require_member(caller, chat_id)
-        me = next(m for m in members if m.user_id == caller.user_id)
+        """One page of history: newest first with ``before``, oldest first with ``after_seq``.
+
+        Only the part the caller may see: after it joined, up to when it left.
+        """
+        chat, me, members = await self.access(caller, chat_id)
+        last_seq = visible_last_seq(chat, me)
         if "after_seq" in params:
             after = validate.query_int(params, "after_seq", 0, minimum=0, maximum=2**62)
             limit = validate.query_int(params, "limit", 100, minimum=1, maximum=MAX_PAGE)
-            messages = await self._storage.messages.after(chat_id, max(after, me.joined_seq), limit)
-            more = bool(messages) and messages[-1].seq < chat.last_seq
+            page = await self._storage.messages.after(chat_id, max(after, me.joined_seq), limit)
+            messages = [m for m in page if m.seq <= last_seq]
+            more = bool(messages) and messages[-1].seq < last_seq
             cursor: str | int | None = messages[-1].seq if more else None
             return self._page(messages, members, cursor)
         limit = validate.query_int(params, "limit", 50, minimum=1, maximum=MAX_PAGE)
-        before_seq = chat.last_seq + 1
+        before_seq = last_seq + 1
         before = params.get("before")
         if before:
             anchor = await self._storage.messages.get(chat_id, before)
-            if anchor is None:
+            if anchor is None or not me.joined_seq < anchor.seq <= last_seq:
                 raise bad_request("before is not a message of this chat")
             before_seq = anchor.seq
         messages = await self._storage.messages.before(chat_id, before_seq, limit, me.joined_seq)

@@ -18,6 +18,7 @@ from chatd.core.models import Message, WatermarkMove, WatermarkResult
 from chatd.core.ports.events import EventSink
 from chatd.core.ports.storage import Storage
 from chatd.core.services.chats import ChatService
+from chatd.core.views import visible_last_seq
 
 Kind = Literal["delivered", "read"]
 
@@ -43,8 +44,8 @@ class ReceiptService:
         """``POST /chats/{id}/read {seq}``: the same effect as a ``read_receipt``."""
         data = validate.body(data)
         seq = validate.integer(data, "seq", minimum=1)
-        chat, _ = await self._chats.require_member(caller, chat_id)
-        if seq > chat.last_seq:
+        chat, me, _ = await self._chats.access(caller, chat_id)
+        if seq > visible_last_seq(chat, me):
             raise bad_request("seq is beyond the chat's last message")
         message = await self._storage.messages.at_seq(chat_id, seq)
         if message is None:

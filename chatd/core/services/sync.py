@@ -28,12 +28,13 @@ class SyncService:
             after = pending.after_seq
             while after < pending.last_seq:
                 page = await self._storage.messages.after(pending.chat_id, after, PAGE)
-                if not page:
-                    break
-                for message in page:
+                visible = [m for m in page if m.seq <= pending.last_seq]  # not past leaving
+                for message in visible:
                     yield (
                         message.chat_id,
                         message.seq,
                         message_view(message, message_status(message, members)),
                     )
+                if len(visible) < len(page) or not page:
+                    break
                 after = page[-1].seq

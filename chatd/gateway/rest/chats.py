@@ -16,7 +16,7 @@ async def open_direct(request: web.Request) -> web.Response:
     body = validate.body(await read_json(request))
     user_id = validate.required_string(body, "user_id", max_len=64)
     chat, created = await svc.chats.open_direct(who, user_id)
-    _, members = await svc.chats.require_member(who, chat.chat_id)
+    _, _, members = await svc.chats.access(who, chat.chat_id)
     return json_response(
         {"chat_id": chat.chat_id, "kind": chat.kind, "members": [member_view(m) for m in members]},
         201 if created else 200,

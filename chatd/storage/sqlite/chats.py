@@ -1,19 +1,24 @@
-"""Chats and memberships on SQLite."""
+"""Chats, groups and memberships on SQLite."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
 
-from chatd.core.models import Chat, Member
+from chatd.core.errors import ChatdError, StaleVersion
+from chatd.core.ids import new_id, now_ms
+from chatd.core.models import Chat, GroupChange, Member, Message, MessageDraft
 from chatd.storage.sqlite.db import Database
+from chatd.storage.sqlite.messages import INSERT_MESSAGE, message_row
 
 _CHAT = (
     "chat_id, kind, created_at, title, description, avatar_media_id, created_by, last_seq, "
-    "last_activity"
+    "last_activity, version"
 )
-_MEMBER = "chat_id, user_id, role, joined_at, joined_seq, delivered_seq, read_seq"
+_MEMBER = "chat_id, user_id, role, joined_at, joined_seq, delivered_seq, read_seq, left_seq"
+_SETTINGS = frozenset({"title", "description", "avatar_media_id"})
 
 
 def _chat(row: tuple[Any, ...]) -> Chat:
@@ -22,6 +27,34 @@ def _chat(row: tuple[Any, ...]) -> Chat:
 
 def _member(row: tuple[Any, ...]) -> Member:
     return Member(*row)
+
+
+def _system_message(draft: MessageDraft, seq: int, now: int) -> Message:
+    return Message(
+        message_id=new_id(),
+        chat_id=draft.chat_id,
+        seq=seq,
+        sender_id=draft.sender_id,
+        sender_device_id=draft.sender_device_id,
+        type=draft.type,
+        content=draft.content,
+        client_msg_id=draft.client_msg_id,
+        created_at=now,
+    )
+
+
+async def _append_system(conn: aiosqlite.Connection, message: Message) -> None:
+    """Store a system message and move the chat and the actor's watermarks to it."""
+    await conn.execute(INSERT_MESSAGE, message_row(message))
+    await conn.execute(
+        "UPDATE chats SET last_seq = ?, last_activity = ?, version = version + 1 WHERE chat_id = ?",
+        (message.seq, message.created_at, message.chat_id),
+    )
+    await conn.execute(
+        "UPDATE members SET delivered_seq = max(delivered_seq, ?), read_seq = max(read_seq, ?) "
+        "WHERE chat_id = ? AND user_id = ?",
+        (message.seq, message.seq, message.chat_id, message.sender_id),
+    )
 
 
 class SqliteChats:
@@ -38,7 +71,7 @@ class SqliteChats:
             if rows:
                 return str(rows[0][0])
             await conn.execute(
-                f"INSERT INTO chats ({_CHAT}, direct_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO chats ({_CHAT}, direct_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     chat.chat_id,
                     "direct",
@@ -49,11 +82,12 @@ class SqliteChats:
                     chat.created_by,
                     0,
                     chat.created_at,
+                    0,
                     key,
                 ),
             )
             await conn.executemany(
-                f"INSERT INTO members ({_MEMBER}) VALUES (?,?,?,?,0,0,0)",
+                f"INSERT INTO members ({_MEMBER}) VALUES (?,?,?,?,0,0,0,NULL)",
                 [(chat.chat_id, uid, "member", chat.created_at) for uid in {user_a, user_b}],
             )
             return chat.chat_id
@@ -64,13 +98,89 @@ class SqliteChats:
         assert existing is not None
         return existing
 
+    async def create_group(
+        self, chat: Chat, members: Sequence[Member], system: MessageDraft
+    ) -> Message:
+        async def write(conn: aiosqlite.Connection) -> Message:
+            now = now_ms()
+            await conn.execute(
+                f"INSERT INTO chats ({_CHAT}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    chat.chat_id,
+                    "group",
+                    chat.created_at,
+                    chat.title,
+                    chat.description,
+                    chat.avatar_media_id,
+                    chat.created_by,
+                    0,
+                    now,
+                    0,
+                ),
+            )
+            await conn.executemany(
+                f"INSERT INTO members ({_MEMBER}) VALUES (?,?,?,?,0,0,0,NULL)",
+                [(chat.chat_id, m.user_id, m.role, m.joined_at) for m in members],
+            )
+            message = _system_message(system, 1, now)
+            await _append_system(conn, message)
+            return message
+
+        return await self._db.job(write)
+
+    async def change_group(self, change: GroupChange) -> Message:
+        unknown = {name for name, _ in change.settings} - _SETTINGS
+        if unknown:
+            raise ValueError(f"not a group setting: {sorted(unknown)}")
+
+        async def write(conn: aiosqlite.Connection) -> Message:
+            rows = await conn.execute_fetchall(
+                "SELECT version, last_seq FROM chats WHERE chat_id = ? AND kind = 'group'",
+                (change.chat_id,),
+            )
+            if not rows:
+                raise ChatdError("not_found", "group not found")
+            version, last_seq = int(rows[0][0]), int(rows[0][1])
+            if version != change.expected_version:
+                raise StaleVersion("the group changed meanwhile; retry")
+            now = now_ms()
+            seq = last_seq + 1
+            await conn.executemany(
+                f"INSERT INTO members ({_MEMBER}) VALUES (?,?,'member',?,?,?,?,NULL) "
+                "ON CONFLICT (chat_id, user_id) DO UPDATE SET role = 'member', "
+                "joined_at = excluded.joined_at, joined_seq = excluded.joined_seq, "
+                "delivered_seq = max(delivered_seq, excluded.delivered_seq), "
+                "read_seq = max(read_seq, excluded.read_seq), left_seq = NULL",
+                [(change.chat_id, uid, now, last_seq, last_seq, last_seq) for uid in change.add],
+            )
+            await conn.executemany(
+                "UPDATE members SET left_seq = ? "
+                "WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL",
+                [(seq, change.chat_id, uid) for uid in change.remove],
+            )
+            await conn.executemany(
+                "UPDATE members SET role = ? "
+                "WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL",
+                [(role, change.chat_id, uid) for uid, role in change.roles],
+            )
+            for name, value in change.settings:
+                await conn.execute(
+                    f"UPDATE chats SET {name} = ? WHERE chat_id = ?", (value, change.chat_id)
+                )
+            message = _system_message(change.system, seq, now)
+            await _append_system(conn, message)
+            return message
+
+        return await self._db.job(write)
+
     async def get(self, chat_id: str) -> Chat | None:
         row = await self._db.fetchone(f"SELECT {_CHAT} FROM chats WHERE chat_id = ?", (chat_id,))
         return _chat(row) if row else None
 
     async def members(self, chat_id: str) -> list[Member]:
         rows = await self._db.fetchall(
-            f"SELECT {_MEMBER} FROM members WHERE chat_id = ? ORDER BY joined_at, user_id",
+            f"SELECT {_MEMBER} FROM members WHERE chat_id = ? AND left_seq IS NULL "
+            "ORDER BY joined_at, user_id",
             (chat_id,),
         )
         return [_member(r) for r in rows]
@@ -94,5 +204,13 @@ class SqliteChats:
             "JOIN members other ON other.chat_id = me.chat_id AND other.user_id != me.user_id "
             "WHERE me.user_id = ?",
             (user_id,),
+        )
+        return [r[0] for r in rows]
+
+    async def group_ids(self, limit: int, after: str = "") -> list[str]:
+        rows = await self._db.fetchall(
+            "SELECT chat_id FROM chats WHERE kind = 'group' AND chat_id > ? "
+            "ORDER BY chat_id LIMIT ?",
+            (after, limit),
         )
         return [r[0] for r in rows]

@@ -22,7 +22,10 @@ def _message(row: tuple[Any, ...]) -> Message:
     return Message(*row)
 
 
-def _row(m: Message) -> tuple[Any, ...]:
+INSERT_MESSAGE = f"INSERT INTO messages ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def message_row(m: Message) -> tuple[Any, ...]:
     return (
         m.message_id,
         m.chat_id,
@@ -81,6 +84,14 @@ class AppendBatch:
             chat_ids,
         )
         last_seq = {r[0]: int(r[1]) for r in rows}
+        senders = list({(d.chat_id, d.sender_id) for d in drafts})
+        rows = await conn.execute_fetchall(
+            f"WITH k(c, u) AS (VALUES {_values(len(senders), 2)}) SELECT m.chat_id, m.user_id "
+            "FROM k CROSS JOIN members m ON m.chat_id = k.c AND m.user_id = k.u "
+            "WHERE m.left_seq IS NULL",
+            [v for key in senders for v in key],
+        )
+        current = {(r[0], r[1]) for r in rows}
         new: list[Message] = []
         now = now_ms()
         for op in ops:
@@ -90,7 +101,7 @@ class AppendBatch:
             if key in known:
                 op.result = Appended(known[key], created=False)
                 continue
-            if d.chat_id not in last_seq:
+            if d.chat_id not in last_seq or (d.chat_id, d.sender_id) not in current:
                 op.result = ChatdError("not_found", "chat not found")
                 continue
             seq = last_seq[d.chat_id] = last_seq[d.chat_id] + 1
@@ -113,8 +124,8 @@ class AppendBatch:
         if not new:
             return
         await conn.executemany(
-            f"INSERT INTO messages ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [_row(m) for m in new],
+            INSERT_MESSAGE,
+            [message_row(m) for m in new],
         )
         await conn.executemany(
             "UPDATE chats SET last_seq = ?, last_activity = ? WHERE chat_id = ?",

@@ -80,11 +80,13 @@ class SqliteReceipts:
 
     async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
         rows = await self._db.fetchall(
-            "SELECT m.chat_id, max(m.joined_seq, coalesce(dc.delivered_seq, 0)) AS after_seq, "
-            "c.last_seq FROM members m JOIN chats c ON c.chat_id = m.chat_id "
-            "LEFT JOIN device_cursors dc ON dc.device_id = ? AND dc.chat_id = m.chat_id "
-            "WHERE m.user_id = ? AND c.last_seq > max(m.joined_seq, coalesce(dc.delivered_seq, 0)) "
-            "ORDER BY c.last_activity",
+            "SELECT chat_id, after_seq, last_seq FROM ("
+            "  SELECT m.chat_id, max(m.joined_seq, coalesce(dc.delivered_seq, 0)) AS after_seq,"
+            "    min(c.last_seq, coalesce(m.left_seq, c.last_seq)) AS last_seq, c.last_activity"
+            "  FROM members m JOIN chats c ON c.chat_id = m.chat_id"
+            "  LEFT JOIN device_cursors dc ON dc.device_id = ? AND dc.chat_id = m.chat_id"
+            "  WHERE m.user_id = ?"
+            ") WHERE last_seq > after_seq ORDER BY last_activity",
             (device_id, user_id),
         )
         return [PendingChat(r[0], int(r[1]), int(r[2])) for r in rows]

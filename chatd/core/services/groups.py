@@ -1,0 +1,270 @@
+"""Groups: creation, settings, membership and roles, each recorded as a system message.
+
+A group is a chat with more members and admins: messages, receipts, sync and
+typing take the same path as in a direct chat. Every change is computed here from
+the group as read, then applied by the store only if the group's version did not
+move meanwhile (compare-and-set), so two admins acting at once can never push a
+group past its size limit or leave it without an admin; the loser re-reads and
+tries again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chatd.core import validate
+from chatd.core.auth import Caller
+from chatd.core.errors import ChatdError, StaleVersion, bad_request, forbidden, not_found
+from chatd.core.events import Event
+from chatd.core.ids import new_id, now_ms
+from chatd.core.models import SYSTEM, Chat, GroupChange, Member, Message, MessageDraft, Role
+from chatd.core.ports.events import EventSink
+from chatd.core.ports.storage import Storage
+from chatd.core.services.chats import ChatService
+from chatd.core.views import group_view, message_view
+
+MAX_NAME = 100
+MAX_DESCRIPTION = 1000
+RETRIES = 16
+
+
+def system_draft(
+    chat_id: str, caller: Caller, event: str, user_ids: list[str], **extra: Any
+) -> MessageDraft:
+    content = json.dumps(
+        {"event": event, "actor_id": caller.user_id, "user_ids": user_ids, **extra},
+        separators=(",", ":"),
+    )
+    return MessageDraft(
+        chat_id=chat_id,
+        sender_id=caller.user_id,
+        sender_device_id=caller.device_id,
+        type=SYSTEM,
+        content=content,
+        client_msg_id=f"system:{new_id()}",
+    )
+
+
+Plan = Callable[[Chat, list[Member]], GroupChange | None]
+
+
+class GroupService:
+    def __init__(
+        self, storage: Storage, chats: ChatService, sink: EventSink, *, max_members: int = 256
+    ) -> None:
+        self._storage = storage
+        self._chats = chats
+        self._sink = sink
+        self.max_members = max_members
+
+    # -- reads ----------------------------------------------------------------
+
+    async def get(self, caller: Caller, group_id: str) -> dict[str, Any]:
+        chat, members = await self._current(caller, group_id)
+        return group_view(chat, members, self.max_members)
+
+    async def describe(self, group_id: str) -> dict[str, Any]:
+        """A group as an administrator sees it (no membership needed)."""
+        chat = await self._storage.chats.get(group_id)
+        if chat is None or chat.kind != "group":
+            raise not_found("group not found")
+        return group_view(chat, await self._storage.chats.members(group_id), self.max_members)
+
+    async def list_all(self) -> list[dict[str, Any]]:
+        ids: list[str] = []
+        while page := await self._storage.chats.group_ids(500, ids[-1] if ids else ""):
+            ids.extend(page)
+        return [await self.describe(group_id) for group_id in ids]
+
+    # -- changes --------------------------------------------------------------
+
+    async def create(self, caller: Caller, data: Any) -> dict[str, Any]:
+        data = validate.body(data)
+        name = validate.required_string(data, "name", max_len=MAX_NAME)
+        description = validate.string(data, "description", required=False, max_len=MAX_DESCRIPTION)
+        member_ids = self._user_ids(data, "member_ids", allow_empty=True)
+        invited = [u for u in dict.fromkeys(member_ids) if u != caller.user_id]
+        if 1 + len(invited) > self.max_members:
+            raise ChatdError("conflict", f"a group holds at most {self.max_members} members")
+        await self._require_users(invited)
+        now = now_ms()
+        chat = Chat(
+            chat_id=new_id(),
+            kind="group",
+            created_at=now,
+            title=name,
+            description=description,
+            created_by=caller.user_id,
+        )
+        members = [Member(chat.chat_id, caller.user_id, "admin", now)] + [
+            Member(chat.chat_id, user_id, "member", now) for user_id in invited
+        ]
+        system = system_draft(chat.chat_id, caller, "created", invited, name=name)
+        message = await self._storage.chats.create_group(chat, members, system)
+        self._publish(message, [m.user_id for m in members])
+        return await self.describe(chat.chat_id)
+
+    async def update(self, caller: Caller, group_id: str, data: Any) -> dict[str, Any]:
+        data = validate.body(data)
+        unknown = set(data) - {"name", "description", "avatar_media_id"}
+        if unknown:
+            raise bad_request(f"unknown field: {sorted(unknown)[0]}")
+        settings: dict[str, str | None] = {}
+        if "name" in data:
+            settings["title"] = validate.required_string(data, "name", max_len=MAX_NAME)
+        if "description" in data:
+            settings["description"] = validate.string(
+                data, "description", allow_none=True, max_len=MAX_DESCRIPTION
+            )
+        if data.get("avatar_media_id") is not None:
+            raise not_found("avatar_media_id: unknown media")
+        if "avatar_media_id" in data:
+            settings["avatar_media_id"] = None
+
+        def plan(chat: Chat, members: list[Member]) -> GroupChange | None:
+            self._require_admin(caller, members)
+            current = {
+                "title": chat.title,
+                "description": chat.description,
+                "avatar_media_id": chat.avatar_media_id,
+            }
+            changed = {k: v for k, v in settings.items() if current[k] != v}
+            if not changed:
+                return None
+            shown = {"name" if k == "title" else k: v for k, v in changed.items()}
+            return GroupChange(
+                chat.chat_id,
+                chat.version,
+                system_draft(chat.chat_id, caller, "updated", [], changes=shown),
+                settings=tuple(changed.items()),
+            )
+
+        return await self._change(caller, group_id, plan)
+
+    async def add_members(self, caller: Caller, group_id: str, data: Any) -> dict[str, Any]:
+        user_ids = list(dict.fromkeys(self._user_ids(validate.body(data), "user_ids")))
+        await self._require_users(user_ids)
+
+        def plan(chat: Chat, members: list[Member]) -> GroupChange | None:
+            self._require_admin(caller, members)
+            current = {m.user_id for m in members}
+            new = [u for u in user_ids if u not in current]
+            if not new:
+                return None
+            if len(current) + len(new) > self.max_members:
+                raise ChatdError(
+                    "conflict",
+                    f"a group holds at most {self.max_members} members "
+                    f"({len(current)} now, {len(new)} to add)",
+                )
+            return GroupChange(
+                chat.chat_id,
+                chat.version,
+                system_draft(chat.chat_id, caller, "added", new),
+                add=tuple(new),
+            )
+
+        return await self._change(caller, group_id, plan)
+
+    async def remove_member(self, caller: Caller, group_id: str, user_id: str) -> dict[str, Any]:
+        def plan(chat: Chat, members: list[Member]) -> GroupChange | None:
+            leaving = user_id == caller.user_id
+            if not leaving:
+                self._require_admin(caller, members)
+            target = next((m for m in members if m.user_id == user_id), None)
+            if target is None:
+                raise not_found("not a member of this group")
+            rest = [m for m in members if m.user_id != user_id]
+            promote: tuple[tuple[str, Role], ...] = ()
+            if rest and not any(m.role == "admin" for m in rest):
+                promote = ((rest[0].user_id, "admin"),)  # the longest-standing member
+            extra = {"promoted": [promote[0][0]]} if promote else {}
+            draft = system_draft(
+                chat.chat_id, caller, "left" if leaving else "removed", [user_id], **extra
+            )
+            return GroupChange(chat.chat_id, chat.version, draft, remove=(user_id,), roles=promote)
+
+        return await self._change(caller, group_id, plan)
+
+    async def set_role(
+        self, caller: Caller, group_id: str, user_id: str, data: Any
+    ) -> dict[str, Any]:
+        role = validate.required_string(validate.body(data), "role", max_len=16)
+        if role not in ("admin", "member"):
+            raise bad_request('role must be "admin" or "member"')
+
+        def plan(chat: Chat, members: list[Member]) -> GroupChange | None:
+            self._require_admin(caller, members)
+            target = next((m for m in members if m.user_id == user_id), None)
+            if target is None:
+                raise not_found("not a member of this group")
+            if target.role == role:
+                return None
+            if role == "member" and sum(m.role == "admin" for m in members) == 1:
+                raise ChatdError("conflict", "a group needs an admin; promote another one first")
+            draft = system_draft(chat.chat_id, caller, "role_changed", [user_id], role=role)
+            return GroupChange(chat.chat_id, chat.version, draft, roles=((user_id, role),))  # type: ignore[arg-type]
+
+        return await self._change(caller, group_id, plan)
+
+    # -- helpers --------------------------------------------------------------
+
+    async def _change(self, caller: Caller, group_id: str, plan: Plan) -> dict[str, Any]:
+        for _ in range(RETRIES):
+            chat, members = await self._current(caller, group_id)
+            change = plan(chat, members)
+            if change is None:  # nothing to do: answer with the group as it is
+                return group_view(chat, members, self.max_members)
+            try:
+                message = await self._storage.chats.change_group(change)
+            except StaleVersion:
+                continue
+            self._chats.forget(group_id)
+            self._publish(message, [m.user_id for m in members] + list(change.add))
+            if caller.user_id in change.remove:
+                return group_view(
+                    chat, [m for m in members if m.user_id != caller.user_id], self.max_members
+                )
+            return await self.describe(group_id)
+        raise ChatdError("unavailable", "the group is changing too fast; retry")
+
+    async def _current(self, caller: Caller, group_id: str) -> tuple[Chat, list[Member]]:
+        chat = await self._storage.chats.get(group_id)
+        if chat is None or chat.kind != "group":
+            raise not_found("group not found")
+        members = await self._storage.chats.members(group_id)
+        if not any(m.user_id == caller.user_id for m in members):
+            raise not_found("group not found")
+        return chat, members
+
+    @staticmethod
+    def _require_admin(caller: Caller, members: list[Member]) -> None:
+        if not any(m.user_id == caller.user_id and m.role == "admin" for m in members):
+            raise forbidden("only the group's admins may do this")
+
+    def _user_ids(self, data: Any, name: str, *, allow_empty: bool = False) -> list[str]:
+        value = data.get(name, [] if allow_empty else None)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad_request(f"{name} must be a list of user ids")
+        if not value and not allow_empty:
+            raise bad_request(f"{name} must not be empty")
+        if len(value) > self.max_members:
+            raise ChatdError("conflict", f"a group holds at most {self.max_members} members")
+        return value
+
+    async def _require_users(self, user_ids: list[str]) -> None:
+        for user_id in user_ids:
+            if await self._storage.users.get(user_id) is None:
+                raise not_found(f"user not found: {user_id}")
+
+    def _publish(self, message: Message, user_ids: list[str]) -> None:
+        event = Event(
+            "new_message",
+            message_view(message),
+            chat_id=message.chat_id,
+            seq=message.seq,
+            created_at=message.created_at,
+        )
+        self._sink.publish(dict.fromkeys(user_ids), event)
