@@ -128,6 +128,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
+        stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
         stack.callback(svc.presence.close)
         watcher = asyncio.create_task(svc.accounts.watch_revocations(), name="revocations")
         stack.push_async_callback(_cancel, watcher)

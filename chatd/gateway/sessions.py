@@ -125,6 +125,9 @@ class SessionRegistry:
 
     def __init__(self) -> None:
         self._by_user: dict[str, dict[str, set[Session]]] = {}
+        #: Clean-ups of closed connections still running; shutdown waits for them
+        #: so they finish before the storage closes.
+        self.cleanups: set[asyncio.Future[None]] = set()
 
     def add(self, session: Session) -> None:
         devices = self._by_user.setdefault(session.caller.user_id, {})
@@ -185,6 +188,10 @@ class SessionRegistry:
         await asyncio.gather(*(s.flush(1.0) for s in sessions))
         for session in sessions:
             session.close(CLOSE_RESTART, "server restarting")
+
+    async def wait_for_cleanups(self, within: float) -> None:
+        if self.cleanups:
+            await asyncio.wait(self.cleanups, timeout=within)
 
 
 def encode(type_: str, data: Any, id_: Any = None, *, with_id: bool = False) -> bytes:

@@ -81,7 +81,10 @@ class Connection:
         finally:
             # The handler may be cancelled when the peer vanishes; the clean-up
             # (publishing stored messages, presence) must run to its end anyway.
-            await asyncio.shield(asyncio.ensure_future(self._clean_up(replay)))
+            cleanup = asyncio.ensure_future(self._clean_up(replay))
+            svc.sessions.cleanups.add(cleanup)
+            cleanup.add_done_callback(svc.sessions.cleanups.discard)
+            await asyncio.shield(cleanup)
 
     async def _clean_up(self, replay: asyncio.Task[None]) -> None:
         svc, session = self.svc, self.session

@@ -245,7 +245,7 @@ class GroupService:
             raise forbidden("only the group's admins may do this")
 
     def _user_ids(self, data: Any, name: str, *, allow_empty: bool = False) -> list[str]:
-        value = data.get(name, [] if allow_empty else None)
+        value = data.get(name)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad_request(f"{name} must be a list of user ids")
         if not value and not allow_empty:

@@ -108,8 +108,12 @@ class PresenceService:
         self._sink.publish(users, event)
 
     async def _announce(self, user_id: str, status: str, seen: int) -> None:
-        watchers = set(await self._storage.contacts.watchers(user_id))
-        watchers.update(await self._storage.chats.direct_peers(user_id))
+        try:
+            watchers = set(await self._storage.contacts.watchers(user_id))
+            watchers.update(await self._storage.chats.direct_peers(user_id))
+        except ChatdError:
+            log.warning("could not announce %s of %s", status, user_id)
+            return
         watchers.discard(user_id)
         online = self._sink.online_users(watchers)
         if online:

@@ -34,9 +34,13 @@ class ReceiptService:
         data = validate.body(data)
         chat_id = validate.required_string(data, "chat_id", max_len=64)
         message_id = validate.required_string(data, "message_id", max_len=64)
-        await self._chats.ensure_member(caller, chat_id)
+        if caller.user_id not in await self._chats.member_ids(chat_id):
+            # A past member may still acknowledge what it saw before it left.
+            _, me, _ = await self._chats.access(caller, chat_id)
+        else:
+            me = None
         message = await self._storage.messages.get(chat_id, message_id)
-        if message is None:
+        if message is None or (me is not None and not me.sees(message.seq)):
             raise not_found("message not found")
         await self._advance(caller, message, kind)
 

@@ -138,8 +138,8 @@ class Database:
         started = time.perf_counter()
         try:
             rows = await self._reader.execute_fetchall(sql, tuple(params))
-        except aiosqlite.Error as exc:
-            log.exception("read failed: %s", sql)
+        except (aiosqlite.Error, ValueError) as exc:  # ValueError: connection closed
+            log.warning("read failed: %s: %s", sql, exc)
             raise ChatdError("unavailable", "storage is unavailable") from exc
         self._observe("read", time.perf_counter() - started)
         return list(rows)  # type: ignore[arg-type]
