@@ -6,7 +6,8 @@
 Starts its own server on loopback with a fresh data directory (or uses --url),
 creates the users it needs, runs the workload for a bounded time, then prints a
 table and appends one JSON line to bench-results.jsonl. Workloads: ``pairs``
-(P sender/receiver pairs, W messages in flight per sender).
+(P sender/receiver pairs, W messages in flight per sender) and ``group`` (one
+group of M members, all connected; S senders with W messages in flight each).
 """
 
 from __future__ import annotations
@@ -220,13 +221,99 @@ async def pairs(url: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One group with every member connected; a few senders keep W messages in flight."""
+    tag = str(int(time.time() * 1000) % 10**8)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        members = await make_users(url, http, args.members, tag + "g")
+        admin = members[0]
+        created = await admin.request(
+            "POST",
+            "/groups",
+            json={"name": "bench", "member_ids": [m.user_id for m in members[1:]]},
+        )
+        chat_id = created["group_id"]
+        latencies: list[float] = []
+        received = 0
+        pad = "x" * max(0, args.size - 20)
+
+        t0 = float("inf")
+
+        def on_event(frame: dict[str, Any]) -> None:
+            nonlocal received
+            if frame["type"] != "new_message" or frame["data"]["type"] != "text":
+                return
+            sent_at = float(frame["data"]["content"].split("|", 1)[0])
+            if sent_at >= t0:  # sent in the measured window
+                received += 1
+                if received % 16 == 0:  # a sample keeps the load generator light
+                    latencies.append(time.perf_counter() - sent_at)
+
+        sockets = []
+        for start in range(0, len(members), 64):
+            sockets += await asyncio.gather(
+                *(
+                    m.connect(on_event=on_event, reconnect=False).open()
+                    for m in members[start : start + 64]
+                )
+            )
+        senders = sockets[: args.senders]
+        stop_at = 0.0
+
+        async def worker(ws: Any) -> int:
+            sent = 0
+            while time.perf_counter() < stop_at:
+                await ws.send_message(chat_id=chat_id, content=f"{time.perf_counter()}|{pad}")
+                sent += 1
+            return sent
+
+        stop_at = time.perf_counter() + 1.0
+        await asyncio.gather(*(worker(ws) for ws in senders for _ in range(args.window)))
+        await asyncio.sleep(1.0)
+        cpu0, server_cpu0, t0 = own_cpu_seconds(), args.server_cpu(), time.perf_counter()
+        stop_at = t0 + args.seconds
+        sent = sum(
+            await asyncio.gather(*(worker(ws) for ws in senders for _ in range(args.window)))
+        )
+        expected = sent * (args.members - 1)
+        for _ in range(200):  # let the last deliveries land (bounded)
+            if received >= expected:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        cpu, server_cpu = own_cpu_seconds() - cpu0, args.server_cpu() - server_cpu0
+        for ws in sockets:
+            await ws.close()
+    return {
+        "workload": "group",
+        "members": args.members,
+        "senders": args.senders,
+        "window": args.window,
+        "size": args.size,
+        "seconds": round(elapsed, 2),
+        "sent": sent,
+        "deliveries": received,
+        "expected_deliveries": expected,
+        "deliveries_per_s": round(received / elapsed),
+        **{k: round(v, 2) for k, v in percentiles(latencies).items()},
+        "loadgen_cpu_pct": round(100 * cpu / elapsed),
+        "server_cpu_pct": round(100 * server_cpu / elapsed) if server_cpu >= 0 else None,
+    }
+
+
+WORKLOADS = {"pairs": pairs, "group": group}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("workload", choices=["pairs"])
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
     parser.add_argument("--url", help="use a running chatd instead of starting one")
-    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--pairs", type=int, default=10, help="pairs: sender/receiver pairs")
+    parser.add_argument("--members", type=int, default=256, help="group: members")
+    parser.add_argument("--senders", type=int, default=1, help="group: members sending")
     parser.add_argument("--window", type=int, default=8, help="messages in flight per sender")
     parser.add_argument("--size", type=int, default=100, help="message size in bytes")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration")
@@ -254,12 +341,12 @@ def main() -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.url:
         args.server_cpu = lambda: -1.0
-        return await pairs(args.url, args)
+        return await WORKLOADS[args.workload](args.url, args)
     async with Server(args.synchronous) as server:
         assert server.proc is not None
         pid = server.proc.pid
         args.server_cpu = lambda: process_cpu_seconds(pid)
-        result = await pairs(server.url, args)
+        result = await WORKLOADS[args.workload](server.url, args)
         result["synchronous"] = args.synchronous
         return result
 
