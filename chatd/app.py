@@ -132,6 +132,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.callback(svc.presence.close)
         watcher = asyncio.create_task(svc.accounts.watch_revocations(), name="revocations")
         stack.push_async_callback(_cancel, watcher)
+        sweeper = asyncio.create_task(svc.sessions.sweep_silent(svc.heartbeat_s), name="sweep")
+        stack.push_async_callback(_cancel, sweeper)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

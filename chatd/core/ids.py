@@ -10,15 +10,18 @@ millisecond, so ids stay monotonic in a process even when the clock steps back.
 from __future__ import annotations
 
 import hashlib
+import os
+import random
 import secrets
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# Ids are not secrets (every read is authorized, tokens come from ``secrets``), so
+# their random bits come from a fast generator seeded from the OS.
+_random = random.Random(os.urandom(32))
 
 
 def new_id() -> str:
@@ -27,14 +30,15 @@ def new_id() -> str:
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
-            _last_ms, _counter = ms, secrets.randbits(11)  # leave room to count up
+            _last_ms, _counter = ms, _random.getrandbits(11)  # leave room to count up
         else:
             _counter += 1
             if _counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
                 _last_ms, _counter = _last_ms + 1, 0
         value = (_last_ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62)
-        value |= secrets.randbits(62)
-    return str(uuid.UUID(int=value))
+        value |= _random.getrandbits(62)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_token() -> str:
@@ -51,9 +55,16 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_second = -1
+_second_text = ""
+
+
 def format_ts(ms: int | None) -> str | None:
     """RFC 3339 UTC with milliseconds, as the contract writes every timestamp."""
+    global _second, _second_text
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    second, millis = divmod(ms, 1000)
+    if second != _second:  # one strftime a second, not one a message
+        _second, _second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second_text}.{millis:03d}Z"

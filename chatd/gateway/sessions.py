@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CLOSE_POLICY = 1008  # token revoked or account banned: do not reconnect with it
 CLOSE_TRY_AGAIN = 1013  # too slow to keep up: reconnect and resync
 CLOSE_RESTART = 1012  # server restarting
+CLOSE_GOING_AWAY = 1001  # silent for three heartbeat intervals
 
 
 class Session:
@@ -46,6 +47,9 @@ class Session:
         self._held: list[tuple[Event, bytes]] = []
         self._writer: asyncio.Task[None] | None = None
         self.closing = False
+        #: Loop time of the last frame received; the registry's sweep closes
+        #: sessions silent for too long (one timer for all, not one a frame).
+        self.last_active = asyncio.get_running_loop().time()
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop())
@@ -170,6 +174,16 @@ class SessionRegistry:
             for device_id in wanted & devices.keys():
                 for session in devices[device_id]:
                     session.close(CLOSE_POLICY, reason)
+
+    async def sweep_silent(self, heartbeat_s: float) -> None:
+        """Close every session that sent nothing for three heartbeat intervals."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(heartbeat_s / 2)
+            deadline = loop.time() - 3 * heartbeat_s
+            for session in self.all():
+                if session.last_active < deadline:
+                    session.close(CLOSE_GOING_AWAY, "no heartbeat")
 
     def online_users(self, user_ids: Iterable[str]) -> list[str]:
         return [u for u in user_ids if u in self._by_user]

@@ -33,7 +33,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     caller = await svc.accounts.authenticate(bearer_token(request) or request.query.get("token"))
     _check_origin(request, svc.allowed_origins)
-    ws = web.WebSocketResponse(max_msg_size=svc.max_frame_bytes, autoping=True)
+    # autoping off: pings are answered here, so they count as activity; no
+    # per-message deflate: chat frames are small and CPU is the scarce resource.
+    ws = web.WebSocketResponse(max_msg_size=svc.max_frame_bytes, autoping=False, compress=False)
     await ws.prepare(request)
     session = Session(ws, caller, svc.sessions_queue_frames, svc.metrics)
     await Connection(svc, session).run()
@@ -113,16 +115,18 @@ class Connection:
             self.session.end_sync(replayed)
 
     async def _receive_loop(self) -> None:
-        ws = self.session.ws
-        timeout = self.svc.heartbeat_s * 3
+        session = self.session
+        ws = session.ws
+        clock = asyncio.get_running_loop().time
         while True:
-            try:
-                msg = await ws.receive(timeout=timeout)
-            except TimeoutError:
-                await ws.close(code=1001, message=b"no heartbeat")
-                return
+            msg = await ws.receive()
+            session.last_active = clock()
             if msg.type is WSMsgType.TEXT:
                 await self._on_text(msg.data)
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                pass
             elif msg.type is WSMsgType.BINARY:
                 self._error(None, bad_request("binary frames are not supported; send JSON text"))
             else:
