@@ -37,7 +37,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     # per-message deflate: chat frames are small and CPU is the scarce resource.
     ws = web.WebSocketResponse(max_msg_size=svc.max_frame_bytes, autoping=False, compress=False)
     await ws.prepare(request)
-    session = Session(ws, caller, svc.sessions_queue_frames, svc.metrics)
+    transport = request.transport
+    session = Session(ws, caller, svc.sessions_queue_frames, svc.metrics,
+                      transport if isinstance(transport, asyncio.Transport) else None)
     await Connection(svc, session).run()
     return ws
 
