@@ -141,3 +141,24 @@ def test_ill_typed_config_value_stops_startup_naming_it(tmp_path):
 def test_missing_config_file(tmp_path):
     result = runner.invoke(app, ["serve", "--config", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+async def test_group_list_and_show(user, server):
+    alice, bob = await user(), await user()
+    group = await alice.request(
+        "POST", "/groups", json={"name": "Book club", "member_ids": [bob.user_id]}
+    )
+    data_dir = str(next(iter(server.app.values())).storage.db.path.parent)
+    listed = await asyncio.to_thread(runner.invoke, app, ["group", "list", "--data-dir", data_dir])
+    assert listed.exit_code == 0, listed.output
+    assert group["group_id"] in listed.output and "Book club" in listed.output
+    shown = await asyncio.to_thread(
+        runner.invoke, app, ["group", "show", group["group_id"], "--data-dir", data_dir]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "Book club" in shown.output and f"{alice.user_id:<36} admin" in shown.output
+    assert "2 of at most 256" in shown.output
+    missing = await asyncio.to_thread(
+        runner.invoke, app, ["group", "show", "nope", "--data-dir", data_dir]
+    )
+    assert missing.exit_code == 1 and "not found" in missing.output
