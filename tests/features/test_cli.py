@@ -41,6 +41,8 @@ def test_every_command_has_useful_help():
         ["user", "ban", "--help"],
         ["user", "unban", "--help"],
         ["invite", "create", "--help"],
+        ["group", "list", "--help"],
+        ["group", "show", "--help"],
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, args
