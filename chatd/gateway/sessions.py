@@ -28,6 +28,7 @@ CLOSE_POLICY = 1008  # token revoked or account banned: do not reconnect with it
 CLOSE_TRY_AGAIN = 1013  # too slow to keep up: reconnect and resync
 CLOSE_RESTART = 1012  # server restarting
 CLOSE_GOING_AWAY = 1001  # silent for three heartbeat intervals
+CLOSE_WITHIN_S = 2.0  # a close handshake that takes longer is cut short
 MAX_COALESCED = 256  # frames written in one system call at most
 WRITE_BUFFER_HIGH = 256 * 1024  # bytes waiting in the kernel-side buffer before we pause
 
@@ -107,8 +108,18 @@ class Session:
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=reason.encode()[:120])
+        """Close politely, but never wait on a peer that stopped reading for long.
+
+        aiohttp's close waits for room in a full send buffer before it sends
+        the close frame; a stuck client never makes room, so after a bound the
+        connection is aborted, which ends the handler and its clean-up.
+        """
+        try:
+            async with asyncio.timeout(CLOSE_WITHIN_S):
+                await self.ws.close(code=code, message=reason.encode()[:120])
+        except Exception:  # timed out, or the transport broke meanwhile
+            if self._transport is not None:
+                self._transport.abort()
 
     def _overflow(self) -> None:
         self._metrics.frames_dropped.inc()

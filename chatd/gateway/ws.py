@@ -35,11 +35,20 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     _check_origin(request, svc.allowed_origins)
     # autoping off: pings are answered here, so they count as activity; no
     # per-message deflate: chat frames are small and CPU is the scarce resource.
-    ws = web.WebSocketResponse(max_msg_size=svc.max_frame_bytes, autoping=False, compress=False)
+    # The close handshake waits at most 2 s for the peer: a stuck client must not
+    # hold its session (and its presence) for long.
+    ws = web.WebSocketResponse(
+        max_msg_size=svc.max_frame_bytes, autoping=False, compress=False, timeout=2.0
+    )
     await ws.prepare(request)
     transport = request.transport
-    session = Session(ws, caller, svc.sessions_queue_frames, svc.metrics,
-                      transport if isinstance(transport, asyncio.Transport) else None)
+    session = Session(
+        ws,
+        caller,
+        svc.sessions_queue_frames,
+        svc.metrics,
+        transport if isinstance(transport, asyncio.Transport) else None,
+    )
     await Connection(svc, session).run()
     return ws
 
