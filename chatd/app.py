@@ -85,6 +85,7 @@ def build_app(config: Config) -> web.Application:
     storage = make_storage(config, metrics)
     sessions = SessionRegistry()
     chats = ChatService(storage)
+    receipts = ReceiptService(storage, chats, sessions)
     services = Services(
         storage=storage,
         accounts=make_accounts(config, storage, sessions),
@@ -95,10 +96,11 @@ def build_app(config: Config) -> web.Application:
             storage,
             chats,
             sessions,
+            receipts,
             max_message_bytes=config.limits.max_message_bytes,
             messages_per_second=config.limits.messages_per_second,
         ),
-        receipts=ReceiptService(storage, chats, sessions),
+        receipts=receipts,
         presence=PresenceService(
             storage, chats, sessions, typing_ttl=config.presence.typing_timeout_s
         ),

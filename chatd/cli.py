@@ -33,7 +33,7 @@ ConfigOption = Annotated[
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Where chatd keeps its data [default: ./chatd-data]."),
+    typer.Option("--data-dir", help="Where chatd keeps its data (default ./chatd-data)."),
 ]
 
 
@@ -54,9 +54,9 @@ def _fail(message: str) -> None:
 def serve(
     config: ConfigOption = None,
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8080].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 8080).")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the server (WebSocket gateway, REST API, storage) in this process."""
@@ -69,7 +69,11 @@ def serve(
     logging.basicConfig(
         level=cfg.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # aiosqlite logs every statement with its parameters at DEBUG: message text
+    # and password hashes must not reach the logs.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
     log = logging.getLogger("chatd")
+    lock = _lock_data_dir(cfg.data_path)
     if cfg.auth.registration == "open" and not is_loopback(cfg.server.host):
         log.warning(
             "registration is open on %s: anyone who reaches this address can sign up "
@@ -89,15 +93,37 @@ def serve(
         cfg.server.port,
         cfg.data_path.resolve(),
     )
-    web.run_app(
-        application,
-        host=cfg.server.host,
-        port=cfg.server.port,
-        loop=loop,
-        print=None,
-        shutdown_timeout=cfg.server.shutdown_timeout_s,
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            application,
+            host=cfg.server.host,
+            port=cfg.server.port,
+            loop=loop,
+            print=None,
+            shutdown_timeout=cfg.server.shutdown_timeout_s,
+            access_log=None,
+        )
+    except OSError as exc:
+        _fail(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")
+    finally:
+        lock.close()
+
+
+def _lock_data_dir(data_dir: Path) -> Any:
+    """Hold an exclusive lock on the data directory while serving.
+
+    Two servers on one directory would split sockets, presence and caches between
+    them without either knowing; CLI commands may still run beside one server.
+    """
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "serve.lock", "w")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        _fail(f"another chatd serve is already using {data_dir}")
+    return handle
 
 
 @app.command()

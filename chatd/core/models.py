@@ -142,10 +142,17 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """The outcome of an append: ``created`` is False when ``client_msg_id`` was seen before."""
+    """The outcome of an append: ``created`` is False when ``client_msg_id`` was seen before.
+
+    ``previous_read_seq``/``previous_delivered_seq``: the sender's watermarks just
+    before this message raised them (None when the store does not report them),
+    so the service can tell the senders of the messages this reply covers.
+    """
 
     message: Message
     created: bool
+    previous_read_seq: int | None = None
+    previous_delivered_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

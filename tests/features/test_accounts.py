@@ -123,3 +123,9 @@ async def test_health_and_metrics_need_no_auth(base_url, user):
     assert "chatd_delivery_latency_seconds_bucket" in text
     assert "chatd_storage_latency_seconds_bucket" in text
     assert "chatd_connections" in text
+
+
+async def test_status_message_can_be_cleared_with_null(user):
+    alice = await user()
+    await alice.update_me(status_message="away")
+    assert (await alice.update_me(status_message=None))["status_message"] == ""

@@ -164,3 +164,30 @@ async def test_group_list_and_show(user, server):
         runner.invoke, app, ["group", "show", "nope", "--data-dir", data_dir]
     )
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+def test_serve_refuses_a_data_dir_already_served_and_a_busy_port(tmp_path):
+    from tests.subprocess_server import ServerProcess
+
+    server = ServerProcess(tmp_path / "data")
+    asyncio.run(server.start())
+    try:
+        same_dir = subprocess.run(
+            [sys.executable, "-m", "chatd", "serve", "--config", str(server.config), "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert same_dir.returncode == 1 and "already using" in same_dir.stderr
+        (tmp_path / "other").mkdir()
+        other = fast_config(tmp_path / "other")
+        busy = subprocess.run(
+            [sys.executable, "-m", "chatd", "serve", "--config", other, "--port", str(server.port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{server.port}" in busy.stderr
+        assert "Traceback" not in busy.stderr
+    finally:
+        server.stop()

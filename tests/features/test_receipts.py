@@ -97,3 +97,20 @@ async def test_receipts_for_someone_elses_chat_are_refused(user):
     with pytest.raises(ApiError) as err:
         await mallory.mark_read(ack["chat_id"], 1)
     assert err.value.status == 404
+
+
+async def test_replying_reads_the_chat_and_tells_the_other_sender(user):
+    alice, bob = await user(), await user()
+    async with alice.connect() as a_ws, bob.connect() as b_ws:
+        first = await b_ws.send_message(recipient_id=alice.user_id, content="lunch?")
+        await a_ws.next_event("new_message")
+        await b_ws.next_event("message_delivered")
+        reply = await a_ws.send_message(chat_id=first["chat_id"], content="yes")
+        read = (await b_ws.next_event("message_read"))["data"]
+        assert (read["user_id"], read["seq"]) == (alice.user_id, reply["seq"])
+        page = await bob.messages(first["chat_id"], after_seq=0)
+        assert page["messages"][0]["status"] == "read"
+        # A monologue covers nobody else's message: no receipt for it.
+        await a_ws.send_message(chat_id=first["chat_id"], content="at noon")
+        later = [e for e in await b_ws.drain() if e["type"] == "message_read"]
+        assert later == []

@@ -174,8 +174,12 @@ class AccountService:
                     max_len=max_len,
                 )
                 fields[name] = value
+        if "status_message" in fields and fields["status_message"] is None:
+            fields["status_message"] = ""  # null clears it, like an empty string
         if fields.get("avatar_media_id"):
             raise not_found("avatar_media_id: unknown media")
+        if fields.get("avatar_media_id") == "":
+            fields["avatar_media_id"] = None
         user = await self._storage.users.update(caller.user_id, **fields)
         if user is None:
             raise not_found("user not found")

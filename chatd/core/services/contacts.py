@@ -31,9 +31,11 @@ class ContactService:
         if user is None:
             raise not_found("user not found")
         existing = await self._storage.contacts.list_for_user(caller.user_id)
-        if len(existing) >= MAX_CONTACTS and all(c.contact_id != contact_id for c in existing):
+        previous = next((c for c in existing if c.contact_id == contact_id), None)
+        if previous is None and len(existing) >= MAX_CONTACTS:
             raise bad_request(f"at most {MAX_CONTACTS} contacts")
-        contact = Contact(caller.user_id, contact_id, name, now_ms())
+        added = previous.created_at if previous else now_ms()
+        contact = Contact(caller.user_id, contact_id, name, added)
         await self._storage.contacts.put(contact)
         return contact, user
 

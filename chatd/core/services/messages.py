@@ -15,11 +15,12 @@ from chatd.core import validate
 from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, bad_request, not_found
 from chatd.core.events import Event
-from chatd.core.models import MESSAGE_TYPES, Appended, MessageDraft
+from chatd.core.models import MESSAGE_TYPES, Appended, MessageDraft, WatermarkResult
 from chatd.core.ports.events import EventSink
 from chatd.core.ports.storage import Storage
 from chatd.core.ratelimit import TokenBucket
 from chatd.core.services.chats import ChatService
+from chatd.core.services.receipts import ReceiptService
 from chatd.core.views import message_view
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class MessageService:
         storage: Storage,
         chats: ChatService,
         sink: EventSink,
+        receipts: ReceiptService,
         *,
         max_message_bytes: int = 65536,
         messages_per_second: float = 20,
@@ -38,6 +40,7 @@ class MessageService:
         self._storage = storage
         self._chats = chats
         self._sink = sink
+        self._receipts = receipts
         self._max_bytes = max_message_bytes
         self._rate = TokenBucket(
             messages_per_second, max(1.0, messages_per_second * 2), what="messages"
@@ -73,7 +76,8 @@ class MessageService:
         if media_id is not None:
             raise not_found("media_id: unknown media")
         if kind != "text":
-            raise bad_request(f"a {kind} message needs a media_id")
+            raise bad_request(f"an {kind} message needs a media_id" if kind in ("image", "audio")
+                              else f"a {kind} message needs a media_id")
         self._rate.take(caller.user_id)
 
         if recipient_id is not None:
@@ -109,4 +113,14 @@ class MessageService:
                 created_at=message.created_at,
             )
             self._sink.publish(members, event, skip_device=caller.device_id)
+            await self._announce_implicit_read(caller, appended)
         return appended
+
+    async def _announce_implicit_read(self, caller: Caller, appended: Appended) -> None:
+        """Replying reads the chat: tell the senders of what it covered, as a receipt would."""
+        message, read = appended.message, appended.previous_read_seq
+        delivered = appended.previous_delivered_seq
+        if read is None or delivered is None or read >= message.seq - 1:
+            return  # nothing from anyone else was unread
+        result = WatermarkResult(delivered, message.seq, read, message.seq)
+        await self._receipts.announce(caller, message, result)

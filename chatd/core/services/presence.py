@@ -56,7 +56,8 @@ class PresenceService:
             await self._storage.users.update(user_id, last_seen=seen)
         except ChatdError:
             log.warning("could not store last_seen of %s", user_id)
-        await self._announce(user_id, "offline", seen)
+        if not self.is_online(user_id):  # it may have reconnected meanwhile
+            await self._announce(user_id, "offline", seen)
 
     async def status(self, user_id: str) -> dict[str, Any]:
         user = await self._storage.users.get(user_id)

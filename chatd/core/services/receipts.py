@@ -67,9 +67,10 @@ class ReceiptService:
         (result,) = await self._storage.receipts.advance([move])
         if result is None:
             raise not_found("chat not found")
-        await self._announce(caller, message, result)
+        await self.announce(caller, message, result)
 
-    async def _announce(self, caller: Caller, message: Message, result: WatermarkResult) -> None:
+    async def announce(self, caller: Caller, message: Message, result: WatermarkResult) -> None:
+        """Tell the senders of newly covered messages, and the caller's other devices."""
         now = format_ts(now_ms())
         for kind, before, after in (
             ("delivered", result.delivered_before, result.delivered_after),

@@ -104,6 +104,18 @@ class Database:
         self._batches[op_type] = batch
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except BaseException:
+            # aiosqlite's threads keep the process alive: close what was opened.
+            for conn in (self._reader, self._writer):
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            self._reader = self._writer = None
+            raise
+
+    async def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in (

@@ -86,12 +86,14 @@ class AppendBatch:
         last_seq = {r[0]: int(r[1]) for r in rows}
         senders = list({(d.chat_id, d.sender_id) for d in drafts})
         rows = await conn.execute_fetchall(
-            f"WITH k(c, u) AS (VALUES {_values(len(senders), 2)}) SELECT m.chat_id, m.user_id "
+            f"WITH k(c, u) AS (VALUES {_values(len(senders), 2)}) "
+            "SELECT m.chat_id, m.user_id, m.read_seq, m.delivered_seq "
             "FROM k CROSS JOIN members m ON m.chat_id = k.c AND m.user_id = k.u "
             "WHERE m.left_seq IS NULL",
             [v for key in senders for v in key],
         )
-        current = {(r[0], r[1]) for r in rows}
+        # The senders' watermarks as they move through the batch.
+        marks = {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
         new: list[Message] = []
         now = now_ms()
         for op in ops:
@@ -101,7 +103,7 @@ class AppendBatch:
             if key in known:
                 op.result = Appended(known[key], created=False)
                 continue
-            if d.chat_id not in last_seq or (d.chat_id, d.sender_id) not in current:
+            if d.chat_id not in last_seq or (d.chat_id, d.sender_id) not in marks:
                 op.result = ChatdError("not_found", "chat not found")
                 continue
             seq = last_seq[d.chat_id] = last_seq[d.chat_id] + 1
@@ -120,7 +122,9 @@ class AppendBatch:
             )
             known[key] = message
             new.append(message)
-            op.result = Appended(message, created=True)
+            read, delivered = marks[(d.chat_id, d.sender_id)]
+            marks[(d.chat_id, d.sender_id)] = (max(read, seq), max(delivered, seq))
+            op.result = Appended(message, True, read, delivered)
         if not new:
             return
         await conn.executemany(
