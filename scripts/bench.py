@@ -2,325 +2,152 @@
 """Load generator for chatd: real WebSockets against a real ``chatd serve``.
 
     .venv/bin/python scripts/bench.py pairs --pairs 10 --window 8 --seconds 10
+    .venv/bin/python scripts/bench.py idle --connections 10000
+    .venv/bin/python scripts/bench.py all          # every workload, default sizes
+    .venv/bin/python scripts/bench.py --quick      # every workload, small sizes (< 1 min)
 
-Starts its own server on loopback with a fresh data directory (or uses --url),
-creates the users it needs, runs the workload for a bounded time, then prints a
-table and appends one JSON line to bench-results.jsonl. Workloads: ``pairs``
-(P sender/receiver pairs, W messages in flight per sender) and ``group`` (one
-group of M members, all connected; S senders with W messages in flight each).
+Starts its own server on loopback with a fresh data directory for each workload
+(or uses --url), creates the users it needs, runs the workload for a bounded
+time, then prints a table and appends one JSON line to bench-results.jsonl.
+
+Workloads (code in scripts/benchlib/):
+  pairs      P sender/receiver pairs, W messages in flight per sender
+  group      one group of M members, all connected; S senders, W in flight each
+  idle       C authenticated idle WebSockets held with pings: server KB per
+             connection, setup rate, then delivery latency to a sample of them
+  reconnect  N devices with K messages waiting reconnect at once: time until
+             each, and every one, has its whole backlog
+  history    one chat of M messages: ms per page of 50 at its start, middle and
+             end, with before cursors and with after_seq
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
-import resource
-import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import uvloop
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from chatd.client import ChatdClient
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib.common import (
+    ROOT,
+    Server,
+    cpu_model,
+    process_cpu_seconds,
+    raise_fd_limit,
+)
+from benchlib.history import history
+from benchlib.idle import idle
+from benchlib.messaging import group, pairs
+from benchlib.reconnect import reconnect
 
-PASSWORD = "bench password"
-ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = {
+    "pairs": pairs,
+    "group": group,
+    "idle": idle,
+    "reconnect": reconnect,
+    "history": history,
+}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """user+system CPU of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class Server:
-    """A ``chatd serve`` child on loopback with a throw-away data directory."""
-
-    def __init__(self, synchronous: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="chatd-bench-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        (self.dir / "chatd.toml").write_text(
-            f'[server]\ndata_dir = "{self.dir / "data"}"\n'
-            f'[storage.sqlite]\nsynchronous = "{synchronous}"\n'
-            # Cheap password hashing only speeds up creating the bench users.
-            "[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 1024\nargon2_parallelism = 1\n"
-            "[limits]\nmessages_per_second = 0\nlogin_attempts_per_minute = 100000\n"
-            '[log]\nlevel = "warning"\n'
-        )
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> Server:
-        config = str(self.dir / "chatd.toml")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "chatd",
-            "serve",
-            "--config",
-            config,
-            "--port",
-            str(self.port),
-            cwd=ROOT,
-        )
-        async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(self.url + "/api/v1/health") as r:
-                        if r.status == 200:
-                            return self
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-        raise RuntimeError("chatd did not start")
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(self.proc.wait(), 30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+#: option -> (default size, --quick size); an option given on the command line wins.
+SIZES: dict[str, tuple[Any, Any]] = {
+    "pairs": (10, 10),
+    "members": (256, 32),
+    "senders": (1, 1),
+    "window": (8, 8),
+    "size": (100, 100),
+    "seconds": (10.0, 3.0),
+    "connections": (1000, 200),
+    "sample": (100, 50),
+    "devices_per_user": (100, 100),
+    "hold": (10.0, 2.0),
+    "procs": (0, 0),
+    "in_flight": (64, 64),
+    "clients": (1000, 50),
+    "pending": (10, 5),
+    "reconnect_senders": (10, 5),
+    "messages": (100_000, 2000),
+    "reps": (100, 20),
+    "fill_sockets": (4, 4),
+    "fill_window": (32, 32),
+}
 
 
-async def make_users(url: str, http: aiohttp.ClientSession, n: int, tag: str) -> list[ChatdClient]:
-    async def one(i: int) -> ChatdClient:
-        client = ChatdClient(url, session=http)
-        name = f"b{tag}{i}"
-        await client.register(name, PASSWORD)
-        await client.login(name, PASSWORD)
-        return client
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("workload", nargs="?", choices=[*WORKLOADS, "all"])
+    p.add_argument("--quick", action="store_true", help="small sizes; no workload means all")
+    p.add_argument("--url", help="use a running chatd instead of starting one")
+    add = p.add_argument
+    add("--pairs", type=int, help="pairs: sender/receiver pairs (10)")
+    add("--members", type=int, help="group: members (256)")
+    add("--senders", type=int, help="group: members sending (1)")
+    add("--window", type=int, help="pairs, group: messages in flight per sender (8)")
+    add("--size", type=int, help="message size in bytes (100)")
+    add("--seconds", type=float, help="pairs, group: measured duration (10)")
+    add("--connections", type=int, help="idle: connections C (1000)")
+    add("--sample", type=int, help="idle: connections that get a message (100)")
+    add("--devices-per-user", type=int, help="idle: logins (devices) per user (100)")
+    add("--hold", type=float, help="idle: seconds to hold every connection open (10)")
+    add("--procs", type=int, help="idle: load-generator processes (0: one per 25k, <= cores)")
+    add("--in-flight", type=int, help="idle: connection handshakes in flight, in all (64)")
+    add("--heartbeat-s", type=float, help="the started server's [server] heartbeat_s (30)")
+    add("--clients", type=int, help="reconnect: devices N (1000)")
+    add("--pending", type=int, help="reconnect: messages K waiting for each (10)")
+    add("--reconnect-senders", type=int, help="reconnect: users sending the backlog (10)")
+    add("--messages", type=int, help="history: messages M in the chat (100000)")
+    add("--reps", type=int, help="history: requests R per page position (100)")
+    add("--fill-sockets", type=int, help="history: sockets filling the chat (4)")
+    add("--fill-window", type=int, help="history, reconnect: in flight per filling socket (32)")
+    add("--synchronous", default="FULL", help="SQLite synchronous of the server")
+    add("--out", default=str(ROOT / "bench-results.jsonl"))
+    return p
 
-    out: list[ChatdClient] = []
-    for start in range(0, n, 50):
-        out += await asyncio.gather(*(one(i) for i in range(start, min(n, start + 50))))
+
+def sized(args: argparse.Namespace) -> argparse.Namespace:
+    """A copy of ``args`` with every size not given filled in (quick or default)."""
+    out = argparse.Namespace(**vars(args))
+    for key, (default, quick) in SIZES.items():
+        if getattr(out, key) is None:
+            setattr(out, key, quick if args.quick else default)
     return out
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {}
-    samples.sort()
-    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))]  # noqa: E731
-    return {
-        "p50_ms": pick(0.50) * 1e3,
-        "p95_ms": pick(0.95) * 1e3,
-        "p99_ms": pick(0.99) * 1e3,
-        "max_ms": samples[-1] * 1e3,
-        "mean_ms": statistics.fmean(samples) * 1e3,
-    }
+def fds_needed(name: str, args: argparse.Namespace) -> int:
+    """File descriptors the busiest process needs (the server holds every socket)."""
+    return 256 + {"idle": args.connections, "reconnect": 2 * args.clients}.get(name, 0)
 
 
-async def pairs(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    """P senders each keep W messages in flight to their own receiver for a fixed time."""
-    tag = str(int(time.time() * 1000) % 10**8)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        senders = await make_users(url, http, args.pairs, tag + "s")
-        receivers = await make_users(url, http, args.pairs, tag + "r")
-        latencies: list[float] = []
-        received = 0
-        measuring = False
-        payload_pad = "x" * max(0, args.size - 20)
-
-        def on_event(frame: dict[str, Any]) -> None:
-            nonlocal received
-            if frame["type"] == "new_message" and measuring:
-                received += 1
-                sent_at = float(frame["data"]["content"].split("|", 1)[0])
-                latencies.append(time.perf_counter() - sent_at)
-
-        sockets = []
-        for r in receivers:
-            sockets.append(await r.connect(on_event=on_event, reconnect=False).open())
-        chats = [await s.open_direct(r.user_id) for s, r in zip(senders, receivers, strict=True)]
-        send_sockets = [await s.connect(reconnect=False).open() for s in senders]
-        stop_at = 0.0
-
-        async def worker(ws: Any, chat_id: str) -> int:
-            sent = 0
-            while time.perf_counter() < stop_at:
-                await ws.send_message(
-                    chat_id=chat_id, content=f"{time.perf_counter()}|{payload_pad}"
-                )
-                sent += 1
-            return sent
-
-        # Warm up, then measure a fixed window.
-        stop_at = time.perf_counter() + 1.0
-        await asyncio.gather(
-            *(
-                worker(ws, c["chat_id"])
-                for ws, c in zip(send_sockets, chats, strict=True)
-                for _ in range(args.window)
-            )
-        )
-        await asyncio.sleep(0.5)
-        measuring = True
-        cpu0, server_cpu0, t0 = own_cpu_seconds(), args.server_cpu(), time.perf_counter()
-        stop_at = t0 + args.seconds
-        sent = sum(
-            await asyncio.gather(
-                *(
-                    worker(ws, c["chat_id"])
-                    for ws, c in zip(send_sockets, chats, strict=True)
-                    for _ in range(args.window)
-                )
-            )
-        )
-        for _ in range(100):  # let the last deliveries land (bounded)
-            if received >= sent:
-                break
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - t0
-        cpu, server_cpu = own_cpu_seconds() - cpu0, args.server_cpu() - server_cpu0
-        for ws in sockets + send_sockets:
-            await ws.close()
-    return {
-        "workload": "pairs",
-        "pairs": args.pairs,
-        "window": args.window,
-        "size": args.size,
-        "seconds": round(elapsed, 2),
-        "sent": sent,
-        "delivered": received,
-        "delivered_per_s": round(received / elapsed),
-        **{k: round(v, 2) for k, v in percentiles(latencies).items()},
-        "loadgen_cpu_pct": round(100 * cpu / elapsed),
-        "server_cpu_pct": round(100 * server_cpu / elapsed) if server_cpu >= 0 else None,
-    }
+async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    workload = WORKLOADS[name]
+    if args.url:
+        args.server_pid = None
+        args.server_cpu = lambda: float("nan")  # unknown: reported as null
+        args.data_bytes = lambda: -1
+        return await workload(args.url, args)
+    async with Server(args.synchronous, args.heartbeat_s) as server:
+        assert server.proc is not None
+        pid = server.proc.pid
+        args.server_pid = pid
+        args.server_cpu = lambda: process_cpu_seconds(pid)
+        args.data_bytes = lambda: server.data_bytes
+        result = await workload(server.url, args)
+        result["synchronous"] = args.synchronous
+        return result
 
 
-async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One group with every member connected; a few senders keep W messages in flight."""
-    tag = str(int(time.time() * 1000) % 10**8)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        members = await make_users(url, http, args.members, tag + "g")
-        admin = members[0]
-        created = await admin.request(
-            "POST",
-            "/groups",
-            json={"name": "bench", "member_ids": [m.user_id for m in members[1:]]},
-        )
-        chat_id = created["group_id"]
-        latencies: list[float] = []
-        received = 0
-        pad = "x" * max(0, args.size - 20)
-
-        t0 = float("inf")
-
-        def on_event(frame: dict[str, Any]) -> None:
-            nonlocal received
-            if frame["type"] != "new_message" or frame["data"]["type"] != "text":
-                return
-            sent_at = float(frame["data"]["content"].split("|", 1)[0])
-            if sent_at >= t0:  # sent in the measured window
-                received += 1
-                if received % 16 == 0:  # a sample keeps the load generator light
-                    latencies.append(time.perf_counter() - sent_at)
-
-        sockets = []
-        for start in range(0, len(members), 64):
-            sockets += await asyncio.gather(
-                *(
-                    m.connect(on_event=on_event, reconnect=False).open()
-                    for m in members[start : start + 64]
-                )
-            )
-        senders = sockets[: args.senders]
-        stop_at = 0.0
-
-        async def worker(ws: Any) -> int:
-            sent = 0
-            while time.perf_counter() < stop_at:
-                await ws.send_message(chat_id=chat_id, content=f"{time.perf_counter()}|{pad}")
-                sent += 1
-            return sent
-
-        stop_at = time.perf_counter() + 1.0
-        await asyncio.gather(*(worker(ws) for ws in senders for _ in range(args.window)))
-        await asyncio.sleep(1.0)
-        cpu0, server_cpu0, t0 = own_cpu_seconds(), args.server_cpu(), time.perf_counter()
-        stop_at = t0 + args.seconds
-        sent = sum(
-            await asyncio.gather(*(worker(ws) for ws in senders for _ in range(args.window)))
-        )
-        expected = sent * (args.members - 1)
-        for _ in range(200):  # let the last deliveries land (bounded)
-            if received >= expected:
-                break
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - t0
-        cpu, server_cpu = own_cpu_seconds() - cpu0, args.server_cpu() - server_cpu0
-        for ws in sockets:
-            await ws.close()
-    return {
-        "workload": "group",
-        "members": args.members,
-        "senders": args.senders,
-        "window": args.window,
-        "size": args.size,
-        "seconds": round(elapsed, 2),
-        "sent": sent,
-        "deliveries": received,
-        "expected_deliveries": expected,
-        "deliveries_per_s": round(received / elapsed),
-        **{k: round(v, 2) for k, v in percentiles(latencies).items()},
-        "loadgen_cpu_pct": round(100 * cpu / elapsed),
-        "server_cpu_pct": round(100 * server_cpu / elapsed) if server_cpu >= 0 else None,
-    }
-
-
-WORKLOADS = {"pairs": pairs, "group": group}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("workload", choices=sorted(WORKLOADS))
-    parser.add_argument("--url", help="use a running chatd instead of starting one")
-    parser.add_argument("--pairs", type=int, default=10, help="pairs: sender/receiver pairs")
-    parser.add_argument("--members", type=int, default=256, help="group: members")
-    parser.add_argument("--senders", type=int, default=1, help="group: members sending")
-    parser.add_argument("--window", type=int, default=8, help="messages in flight per sender")
-    parser.add_argument("--size", type=int, default=100, help="message size in bytes")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured duration")
-    parser.add_argument("--synchronous", default="FULL", help="SQLite synchronous of the server")
-    parser.add_argument("--out", default=str(ROOT / "bench-results.jsonl"))
-    args = parser.parse_args()
-    result = uvloop.run(run(args))
+def record(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print the table and append the JSON line, with where and what it ran on."""
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
@@ -331,24 +158,47 @@ def main() -> None:
         cores=os.cpu_count(),
         at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
+    if args.quick:
+        result["quick"] = True
     width = max(len(k) for k in result)
     for key, value in result.items():
+        value = json.dumps(value) if isinstance(value, dict) else value
         print(f"{key:<{width}}  {value}")
     with open(args.out, "a") as f:
         f.write(json.dumps(result) + "\n")
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.url:
-        args.server_cpu = lambda: -1.0
-        return await WORKLOADS[args.workload](args.url, args)
-    async with Server(args.synchronous) as server:
-        assert server.proc is not None
-        pid = server.proc.pid
-        args.server_cpu = lambda: process_cpu_seconds(pid)
-        result = await WORKLOADS[args.workload](server.url, args)
-        result["synchronous"] = args.synchronous
-        return result
+def main() -> None:
+    p = parser()
+    args = p.parse_args()
+    if args.workload is None and not args.quick:
+        p.error("name a workload, or all, or give --quick")
+    names = list(WORKLOADS) if args.workload in (None, "all") else [args.workload]
+    failed: list[str] = []
+    started = time.perf_counter()
+    for name in names:
+        wargs = sized(args)
+        if len(names) > 1:
+            print(f"\n== {name} ==", flush=True)
+        needed = fds_needed(name, wargs)
+        limit = raise_fd_limit(needed)
+        if limit < needed and not args.url:  # the server would run out half-way
+            print(f"{name}: not run, the file-descriptor limit is too low", file=sys.stderr)
+            failed.append(name)
+            continue
+        t = time.perf_counter()
+        try:
+            result = uvloop.run(run(name, wargs))
+        except Exception:
+            traceback.print_exc()
+            print(f"{name}: failed after {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            failed.append(name)
+            continue
+        record(result, args)
+    if len(names) > 1:
+        print(f"\n{len(names)} workloads in {time.perf_counter() - started:.1f} s", end="")
+        print(f"; failed: {', '.join(failed)}" if failed else "")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
