@@ -102,6 +102,7 @@ def serve(
             print=None,
             shutdown_timeout=cfg.server.shutdown_timeout_s,
             access_log=None,
+            backlog=4096,  # a reconnect storm must not overflow the listen queue
         )
     except OSError as exc:
         _fail(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")

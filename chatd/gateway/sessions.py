@@ -186,10 +186,15 @@ class SessionRegistry:
         #: Clean-ups of closed connections still running; shutdown waits for them
         #: so they finish before the storage closes.
         self.cleanups: set[asyncio.Future[None]] = set()
+        #: Set when shutdown starts: a socket that arrives later is sent away at once.
+        self.closing = False
 
     def add(self, session: Session) -> None:
         devices = self._by_user.setdefault(session.caller.user_id, {})
         devices.setdefault(session.caller.device_id, set()).add(session)
+        if self.closing:  # it upgraded while shutdown began: send it away too
+            session.offer(_goodbye())
+            session.close(CLOSE_RESTART, "server restarting")
 
     def remove(self, session: Session) -> None:
         devices = self._by_user.get(session.caller.user_id)
@@ -247,9 +252,8 @@ class SessionRegistry:
 
     async def shutdown(self, retry_after_ms: int = 1000) -> None:
         """Tell every client to come back later, then close with 1012."""
-        frame = encode(
-            "reconnect", {"reason": "server shutting down", "retry_after_ms": retry_after_ms}
-        )
+        self.closing = True
+        frame = _goodbye(retry_after_ms)
         sessions = self.all()
         for session in sessions:
             session.offer(frame)
@@ -260,6 +264,10 @@ class SessionRegistry:
     async def wait_for_cleanups(self, within: float) -> None:
         if self.cleanups:
             await asyncio.wait(self.cleanups, timeout=within)
+
+
+def _goodbye(retry_after_ms: int = 1000) -> bytes:
+    return encode("reconnect", {"reason": "server shutting down", "retry_after_ms": retry_after_ms})
 
 
 def encode(type_: str, data: Any, id_: Any = None, *, with_id: bool = False) -> bytes:

@@ -33,6 +33,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     caller = await svc.accounts.authenticate(bearer_token(request) or request.query.get("token"))
     _check_origin(request, svc.allowed_origins)
+    if svc.sessions.closing:
+        raise ChatdError("unavailable", "the server is shutting down; reconnect shortly")
     # autoping off: pings are answered here, so they count as activity; no
     # per-message deflate: chat frames are small and CPU is the scarce resource.
     # The close handshake waits at most 2 s for the peer: a stuck client must not
@@ -40,7 +42,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         max_msg_size=svc.max_frame_bytes, autoping=False, compress=False, timeout=2.0
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:  # the client hung up during the handshake: nothing to do
+        return ws
     transport = request.transport
     session = Session(
         ws,
