@@ -24,6 +24,7 @@ from chatd.core.services.accounts import AccountService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.groups import GroupService
+from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
@@ -32,6 +33,7 @@ from chatd.gateway.context import SERVICES, Services
 from chatd.gateway.errors import make_error_middleware
 from chatd.gateway.routes import ROUTES
 from chatd.gateway.sessions import SessionRegistry
+from chatd.media.processor import PoolProcessor
 from chatd.metrics import Metrics
 from chatd.security.argon2 import Argon2Hasher
 
@@ -67,6 +69,26 @@ def make_accounts(config: Config, storage: Storage, sink: Any) -> AccountService
     )
 
 
+def make_media(config: Config, storage: Storage, metrics: Metrics) -> MediaService:
+    """The media service over the configured blob store (an entry point) and a process pool."""
+    media = config.media
+    blobs = plugins.load(plugins.MEDIA, media.store)(config.data_path)
+    processor = PoolProcessor(
+        workers=media.workers,
+        thumbnail_format=media.thumbnail_format,
+        observe=metrics.observe_media,
+    )
+    return MediaService(
+        storage,
+        blobs,
+        processor,
+        max_upload_bytes=config.limits.max_upload_bytes,
+        allowed_types=media.allowed_types,
+        retention_grace_ms=int(media.retention_grace_hours * 3_600_000),
+        retention_interval_s=media.retention_interval_minutes * 60,
+    )
+
+
 def node_id_for(config: Config) -> str:
     """The configured node id, or one made once and kept in the data directory."""
     if config.server.node_id:
@@ -86,6 +108,7 @@ def build_app(config: Config) -> web.Application:
     sessions = SessionRegistry()
     chats = ChatService(storage)
     receipts = ReceiptService(storage, chats, sessions)
+    media = make_media(config, storage, metrics)
     services = Services(
         storage=storage,
         accounts=make_accounts(config, storage, sessions),
@@ -97,6 +120,7 @@ def build_app(config: Config) -> web.Application:
             chats,
             sessions,
             receipts,
+            media,
             max_message_bytes=config.limits.max_message_bytes,
             messages_per_second=config.limits.messages_per_second,
         ),
@@ -105,6 +129,7 @@ def build_app(config: Config) -> web.Application:
             storage, chats, sessions, typing_ttl=config.presence.typing_timeout_s
         ),
         sync=SyncService(storage),
+        media=media,
         sessions=sessions,
         metrics=metrics,
         node_id=node_id_for(config),
@@ -136,6 +161,10 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(_cancel, watcher)
         sweeper = asyncio.create_task(svc.sessions.sweep_silent(svc.heartbeat_s), name="sweep")
         stack.push_async_callback(_cancel, sweeper)
+        await svc.media.open()
+        stack.push_async_callback(svc.media.aclose)
+        retention = asyncio.create_task(svc.media.run_retention(), name="media-retention")
+        stack.push_async_callback(_cancel, retention)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

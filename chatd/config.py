@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import tomllib
 import types
 import typing
@@ -39,9 +40,22 @@ class SqliteConfig:
 
 
 @dataclass(frozen=True)
+class ScyllaConfig:
+    contact_points: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 9042
+    keyspace: str = "chatd"
+    local_dc: str = ""
+    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    username: str = ""
+    password: str = ""
+    consistency: str = "LOCAL_QUORUM"
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     backend: str = "sqlite"
     sqlite: SqliteConfig = field(default_factory=SqliteConfig)
+    scylla: ScyllaConfig = field(default_factory=ScyllaConfig)
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,53 @@ class LimitsConfig:
     messages_per_second: float = 20.0
     login_attempts_per_minute: int = 10
     max_group_members: int = 256
+    max_upload_bytes: int = 67108864
+
+
+#: Accepted upload types, as sniffed from the bytes: pictures, video, sound and
+#: common documents. No executables, scripts, HTML or SVG.
+DEFAULT_MEDIA_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "video/mp4",
+    "video/webm",
+    "video/quicktime",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/aac",
+    "audio/ogg",
+    "audio/webm",
+    "audio/wav",
+    "audio/flac",
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+    "text/markdown",
+    "application/json",
+    "application/zip",
+    "application/rtf",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+)
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    store: str = "local"
+    allowed_types: list[str] = field(default_factory=lambda: list(DEFAULT_MEDIA_TYPES))
+    thumbnail_format: str = "jpeg"
+    workers: int = 2
+    retention_grace_hours: float = 24.0
+    retention_interval_minutes: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +141,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -175,6 +237,20 @@ def _check(config: Config) -> None:
             "[storage.sqlite] synchronous must be FULL, NORMAL or EXTRA",
         ),
         (
+            bool(config.storage.scylla.contact_points),
+            "[storage.scylla] contact_points must name at least one host",
+        ),
+        (0 < config.storage.scylla.port <= 65535, "[storage.scylla] port must be 1-65535"),
+        (
+            re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", config.storage.scylla.keyspace) is not None,
+            "[storage.scylla] keyspace must be a CQL identifier (letters, digits, _)",
+        ),
+        (
+            config.storage.scylla.consistency.upper()
+            in {"ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"},
+            "[storage.scylla] consistency must be a CQL consistency level (e.g. LOCAL_QUORUM)",
+        ),
+        (
             a.registration in {"open", "invite", "closed"},
             "[auth] registration must be open, invite or closed",
         ),
@@ -194,6 +270,18 @@ def _check(config: Config) -> None:
         (lim.messages_per_second >= 0, "[limits] messages_per_second must be >= 0 (0: no limit)"),
         (lim.login_attempts_per_minute >= 1, "[limits] login_attempts_per_minute must be >= 1"),
         (2 <= lim.max_group_members <= 100_000, "[limits] max_group_members must be 2-100000"),
+        (lim.max_upload_bytes >= 1, "[limits] max_upload_bytes must be positive"),
+        (config.media.store != "", "[media] store must name a media store plugin"),
+        (
+            config.media.thumbnail_format in {"jpeg", "webp"},
+            "[media] thumbnail_format must be jpeg or webp",
+        ),
+        (1 <= config.media.workers <= 64, "[media] workers must be 1-64"),
+        (config.media.retention_grace_hours >= 0, "[media] retention_grace_hours must be >= 0"),
+        (
+            config.media.retention_interval_minutes > 0,
+            "[media] retention_interval_minutes must be positive",
+        ),
         (
             config.log.level.lower() in {"debug", "info", "warning", "error"},
             "[log] level must be debug, info, warning or error",

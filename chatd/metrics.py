@@ -43,9 +43,28 @@ class Metrics:
         self.errors = Counter(
             "chatd_errors", "Errors answered, by contract code", ["code"], registry=r
         )
+        self.media_uploaded_bytes = Counter(
+            "chatd_media_uploaded_bytes", "Bytes of accepted uploads, as stored", registry=r
+        )
+        self.media_served_bytes = Counter(
+            "chatd_media_served_bytes",
+            "Bytes of media sent to clients, files and thumbnails",
+            ["what"],
+            registry=r,
+        )
+        self.media_thumbnail_seconds = Histogram(
+            "chatd_media_thumbnail_seconds",
+            "Making one thumbnail (decode, scale, encode) in a media worker process",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
 
     def observe_storage(self, op: str, seconds: float) -> None:
         self.storage_latency.labels(op).observe(seconds)
+
+    def observe_media(self, what: str, seconds: float) -> None:
+        if what == "thumbnail":
+            self.media_thumbnail_seconds.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 STORAGE = "chatd.storage"
+MEDIA = "chatd.media"
 
 
 class PluginError(LookupError):

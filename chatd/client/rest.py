@@ -317,10 +317,27 @@ class ChatdClient:
 
     # -- media -------------------------------------------------------------------
 
-    async def upload_media(self, data: bytes, content_type: str) -> dict[str, Any]:
-        """Upload a raw file -> ``{media_id, url, thumbnail_url, mime_type, size, ...}``."""
+    async def upload_media(
+        self,
+        data: Any,
+        content_type: str = "application/octet-stream",
+        *,
+        filename: str | None = None,
+        multipart: bool = False,
+    ) -> dict[str, Any]:
+        """Upload -> ``{media_id, url, thumbnail_url, mime_type, size, sha256, ...}``.
+
+        ``data``: bytes, a file or an async iterator of bytes (streamed). A raw body,
+        or with ``multipart`` a form with a ``file`` part. The server judges the type
+        from the bytes; ``content_type`` only tells text formats apart.
+        """
+        if multipart:
+            form = aiohttp.FormData()
+            form.add_field("file", data, content_type=content_type, filename=filename or "file")
+            return await self.request("POST", "/media", data=form)
+        params = {"filename": filename} if filename else None
         return await self.request(
-            "POST", "/media", data=data, headers={"Content-Type": content_type}
+            "POST", "/media", data=data, params=params, headers={"Content-Type": content_type}
         )
 
     async def download_media(

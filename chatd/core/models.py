@@ -141,6 +141,40 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Media:
+    """One upload: who sent it and what the served bytes are.
+
+    ``sha256``/``size`` describe the bytes served, which are the uploaded ones
+    except for images whose metadata (EXIF, GPS) was stripped. Blobs are
+    content-addressed, so several records may share one ``sha256``.
+    """
+
+    media_id: str
+    uploader_id: str
+    sha256: str
+    mime_type: str
+    size: int
+    created_at: int
+    filename: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    thumbnail_sha256: str | None = None
+    thumbnail_mime: str | None = None
+    thumbnail_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """A message that carries a media: readers of the message may read the media."""
+
+    media_id: str
+    chat_id: str
+    seq: int
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Appended:
     """The outcome of an append: ``created`` is False when ``client_msg_id`` was seen before.
 

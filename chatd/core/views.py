@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from chatd.core.ids import format_ts
-from chatd.core.models import Chat, Contact, Device, Member, Message, User
+from chatd.core.models import Chat, Contact, Device, Media, Member, Message, User
 
 Status = Literal["sent", "delivered", "read"]
 
@@ -56,7 +56,31 @@ def message_status(message: Message, members: Iterable[Member]) -> Status:
     return "sent"
 
 
-def message_view(message: Message, status: Status = "sent") -> dict[str, Any]:
+def media_view(media: Media) -> dict[str, Any]:
+    """The contract's ``media`` object (in messages), plus the file name if one was given."""
+    url = f"/api/v1/media/{media.media_id}"
+    return {
+        "media_id": media.media_id,
+        "url": url,
+        "thumbnail_url": f"{url}/thumbnail" if media.thumbnail_sha256 else None,
+        "mime_type": media.mime_type,
+        "size": media.size,
+        "width": media.width,
+        "height": media.height,
+        "duration_ms": media.duration_ms,
+        "filename": media.filename,
+    }
+
+
+def upload_view(media: Media) -> dict[str, Any]:
+    """The answer to ``POST /media``: the media object with the served bytes' hash."""
+    return {**media_view(media), "sha256": media.sha256}
+
+
+def message_view(
+    message: Message, status: Status = "sent", media: Media | None = None
+) -> dict[str, Any]:
+    """``media``: the record of ``message.media_id`` (None if it has none, or it is gone)."""
     return {
         "message_id": message.message_id,
         "chat_id": message.chat_id,
@@ -64,7 +88,7 @@ def message_view(message: Message, status: Status = "sent") -> dict[str, Any]:
         "sender_id": message.sender_id,
         "type": message.type,
         "content": message.content,
-        "media": None,
+        "media": media_view(media) if media is not None else None,
         "reply_to": message.reply_to,
         "client_msg_id": message.client_msg_id,
         "timestamp": format_ts(message.created_at),

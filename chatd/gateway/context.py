@@ -12,6 +12,7 @@ from chatd.core.services.accounts import AccountService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.groups import GroupService
+from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
@@ -31,6 +32,7 @@ class Services:
     receipts: ReceiptService
     presence: PresenceService
     sync: SyncService
+    media: MediaService
     sessions: SessionRegistry
     metrics: Metrics
     node_id: str

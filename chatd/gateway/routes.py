@@ -5,7 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from chatd.gateway import ws
-from chatd.gateway.rest import auth, chats, contacts, devices, groups, messages, ops, users
+from chatd.gateway.rest import (
+    auth,
+    chats,
+    contacts,
+    devices,
+    groups,
+    media,
+    messages,
+    ops,
+    users,
+)
 
 API = "/api/v1"
 
@@ -35,6 +45,9 @@ ROUTES: list[web.RouteDef] = [
     web.post(f"{API}/groups/{{group_id}}/members", groups.add_members),
     web.delete(f"{API}/groups/{{group_id}}/members/{{user_id}}", groups.remove_member),
     web.patch(f"{API}/groups/{{group_id}}/members/{{user_id}}", groups.set_role),
+    web.post(f"{API}/media", media.upload),
+    web.get(f"{API}/media/{{media_id}}", media.download),
+    web.get(f"{API}/media/{{media_id}}/thumbnail", media.thumbnail),
     web.get(f"{API}/health", ops.health),
     web.get(f"{API}/metrics", ops.metrics),
     web.get("/ws", ws.websocket),

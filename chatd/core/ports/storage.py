@@ -16,6 +16,8 @@ from chatd.core.models import (
     Contact,
     Device,
     GroupChange,
+    Media,
+    MediaRef,
     Member,
     Message,
     MessageDraft,
@@ -133,7 +135,10 @@ class MessageStore(Protocol):
         ``(sender_id, client_msg_id)``: a repeat returns the first message with
         ``created=False`` and stores nothing. Raises ``not_found`` if the sender
         is not a current member of the chat when the message is numbered, so a
-        removal and a send cannot interleave. Durable when it returns.
+        removal and a send cannot interleave. A draft's ``media_id`` is recorded
+        as a reference to that media in the same atomic write: once append
+        returns, ``MediaStore.references`` lists the message and
+        ``MediaStore.delete_unreferenced`` keeps the media. Durable when it returns.
         """
 
     async def get(self, chat_id: str, message_id: str) -> Message | None: ...
@@ -164,6 +169,36 @@ class ReceiptStore(Protocol):
         """Chats in which the device has not acknowledged every message."""
 
 
+class MediaStore(Protocol):
+    """Metadata of uploads; the bytes live in a ``BlobStore`` (``ports/media.py``).
+
+    A media is referenced by the messages appended with its ``media_id``
+    (``MessageStore.append`` records the reference atomically with the message).
+    """
+
+    async def create(self, media: Media) -> None:
+        """Store a new record (a fresh ``media_id``). Durable when it returns."""
+
+    async def get(self, media_id: str) -> Media | None: ...
+
+    async def get_many(self, media_ids: Sequence[str]) -> dict[str, Media]:
+        """The records that exist among ``media_ids``, by id (one round trip per page)."""
+
+    async def references(self, media_id: str, limit: int = 1000) -> list[MediaRef]:
+        """Messages carrying the media, oldest first, at most ``limit``."""
+
+    async def unreferenced(self, created_before: int, limit: int) -> list[Media]:
+        """Records created before ``created_before`` that no message references,
+        oldest first: candidates for the retention job."""
+
+    async def delete_unreferenced(self, media_id: str) -> bool:
+        """Delete the record only if still no message references it, atomically with
+        respect to ``MessageStore.append``; True if it was deleted."""
+
+    async def blob_in_use(self, sha256: str) -> bool:
+        """Whether any record still serves ``sha256`` as its file or its thumbnail."""
+
+
 class Storage(Protocol):
     """The whole storage port: one object with an entity store per noun."""
 
@@ -174,6 +209,7 @@ class Storage(Protocol):
     chats: ChatStore
     messages: MessageStore
     receipts: ReceiptStore
+    media: MediaStore
 
     async def open(self) -> None:
         """Connect and run pending schema migrations."""

@@ -18,6 +18,7 @@ from chatd.core.errors import bad_request, not_found
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Chat, Member, Message
 from chatd.core.ports.storage import Storage
+from chatd.core.services.media import attachments
 from chatd.core.views import chat_view, message_status, message_view, visible_last_seq
 
 MAX_PAGE = 100
@@ -102,7 +103,9 @@ class ChatService:
         if last_seq > me.joined_seq:
             message = await self._storage.messages.at_seq(chat.chat_id, last_seq)
             if message is not None:
-                last = message_view(message, message_status(message, members))
+                media = await attachments(self._storage, [message])
+                status = message_status(message, members)
+                last = message_view(message, status, media.get(message.media_id or ""))
         return chat.last_activity, chat_view(chat, me, members, last)
 
     async def chat_view(self, caller: Caller, chat_id: str) -> dict[str, Any]:
@@ -128,7 +131,7 @@ class ChatService:
             messages = [m for m in page if m.seq <= last_seq]
             more = bool(messages) and messages[-1].seq < last_seq
             cursor: str | int | None = messages[-1].seq if more else None
-            return self._page(messages, members, cursor)
+            return await self._page(messages, members, cursor)
         limit = validate.query_int(params, "limit", 50, minimum=1, maximum=MAX_PAGE)
         before_seq = last_seq + 1
         before = params.get("before")
@@ -140,13 +143,16 @@ class ChatService:
         messages = await self._storage.messages.before(chat_id, before_seq, limit, me.joined_seq)
         more = bool(messages) and messages[-1].seq > me.joined_seq + 1
         cursor = messages[-1].message_id if more else None
-        return self._page(messages, members, cursor)
+        return await self._page(messages, members, cursor)
 
-    @staticmethod
-    def _page(
-        messages: list[Message], members: list[Member], cursor: str | int | None
+    async def _page(
+        self, messages: list[Message], members: list[Member], cursor: str | int | None
     ) -> dict[str, Any]:
+        media = await attachments(self._storage, messages)
         return {
-            "messages": [message_view(m, message_status(m, members)) for m in messages],
+            "messages": [
+                message_view(m, message_status(m, members), media.get(m.media_id or ""))
+                for m in messages
+            ],
             "next_cursor": cursor,
         }

@@ -13,13 +13,14 @@ from typing import Any
 
 from chatd.core import validate
 from chatd.core.auth import Caller
-from chatd.core.errors import ChatdError, bad_request, not_found
+from chatd.core.errors import ChatdError, bad_request
 from chatd.core.events import Event
 from chatd.core.models import MESSAGE_TYPES, Appended, MessageDraft, WatermarkResult
 from chatd.core.ports.events import EventSink
 from chatd.core.ports.storage import Storage
 from chatd.core.ratelimit import TokenBucket
 from chatd.core.services.chats import ChatService
+from chatd.core.services.media import MediaService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.views import message_view
 
@@ -33,6 +34,7 @@ class MessageService:
         chats: ChatService,
         sink: EventSink,
         receipts: ReceiptService,
+        media: MediaService,
         *,
         max_message_bytes: int = 65536,
         messages_per_second: float = 20,
@@ -41,6 +43,7 @@ class MessageService:
         self._chats = chats
         self._sink = sink
         self._receipts = receipts
+        self._media = media
         self._max_bytes = max_message_bytes
         self._rate = TokenBucket(
             messages_per_second, max(1.0, messages_per_second * 2), what="messages"
@@ -73,11 +76,9 @@ class MessageService:
         reply_to = validate.string(data, "reply_to", required=False, max_len=64)
         if data.get("encrypted"):
             raise bad_request("end-to-end encrypted messages are not enabled on this server")
-        if media_id is not None:
-            raise not_found("media_id: unknown media")
-        if kind != "text":
-            raise bad_request(f"an {kind} message needs a media_id" if kind in ("image", "audio")
-                              else f"a {kind} message needs a media_id")
+        if media_id is None and kind != "text":
+            article = "an" if kind in ("image", "audio") else "a"
+            raise bad_request(f"{article} {kind} message needs a media_id")
         self._rate.take(caller.user_id)
 
         if recipient_id is not None:
@@ -88,6 +89,8 @@ class MessageService:
         await self._chats.ensure_member(caller, chat_id)
         if reply_to is not None and await self._storage.messages.get(chat_id, reply_to) is None:
             raise bad_request("reply_to is not a message of this chat")
+        if media_id is not None:
+            await self._media.for_message(caller, media_id, kind)
         return MessageDraft(
             chat_id=chat_id,
             sender_id=caller.user_id,
@@ -105,9 +108,10 @@ class MessageService:
         if appended.created:
             message = appended.message
             members = await self._chats.member_ids(message.chat_id)
+            media = await self._storage.media.get(message.media_id) if message.media_id else None
             event = Event(
                 "new_message",
-                message_view(message),
+                message_view(message, media=media),
                 chat_id=message.chat_id,
                 seq=message.seq,
                 created_at=message.created_at,

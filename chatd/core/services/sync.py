@@ -12,6 +12,7 @@ from typing import Any
 
 from chatd.core.auth import Caller
 from chatd.core.ports.storage import Storage
+from chatd.core.services.media import attachments
 from chatd.core.views import message_status, message_view
 
 PAGE = 200
@@ -29,12 +30,11 @@ class SyncService:
             while after < pending.last_seq:
                 page = await self._storage.messages.after(pending.chat_id, after, PAGE)
                 visible = [m for m in page if m.seq <= pending.last_seq]  # not past leaving
+                media = await attachments(self._storage, visible)
                 for message in visible:
-                    yield (
-                        message.chat_id,
-                        message.seq,
-                        message_view(message, message_status(message, members)),
-                    )
+                    status = message_status(message, members)
+                    view = message_view(message, status, media.get(message.media_id or ""))
+                    yield message.chat_id, message.seq, view
                 if len(visible) < len(page) or not page:
                     break
                 after = page[-1].seq

@@ -131,6 +131,12 @@ class AppendBatch:
             INSERT_MESSAGE,
             [message_row(m) for m in new],
         )
+        carried = list({m.media_id for m in new if m.media_id is not None})
+        if carried:  # the media is referenced from now on: retention keeps it
+            await conn.executemany(
+                "UPDATE media SET referenced = 1 WHERE media_id = ? AND referenced = 0",
+                [(media_id,) for media_id in carried],
+            )
         await conn.executemany(
             "UPDATE chats SET last_seq = ?, last_activity = ? WHERE chat_id = ?",
             [(seq, now, chat_id) for chat_id, seq in {m.chat_id: m.seq for m in new}.items()],

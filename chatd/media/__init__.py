@@ -1,0 +1,1 @@
+"""Media adapters: the local blob store, type sniffing, and the decoding worker pool."""

@@ -1,0 +1,153 @@
+"""MediaStore: records, references recorded by message appends, retention candidates."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatd.core.ids import new_id, now_ms
+from chatd.core.models import Media
+
+
+@pytest.fixture(autouse=True)
+def _needs_media_store(storage):
+    if not hasattr(storage, "media"):
+        pytest.skip(f"{type(storage).__name__} has no MediaStore yet")
+
+
+def record(uploader: str, sha: str = "a" * 64, **fields: object) -> Media:
+    values: dict[str, object] = {
+        "media_id": new_id(),
+        "uploader_id": uploader,
+        "sha256": sha,
+        "mime_type": "image/png",
+        "size": 1234,
+        "created_at": now_ms(),
+    }
+    values.update(fields)
+    return Media(**values)  # type: ignore[arg-type]
+
+
+async def test_create_and_get_keep_every_field(storage, make_user):
+    alice = await make_user("alice")
+    full = record(
+        alice.user_id,
+        filename="holiday photo.png",
+        width=640,
+        height=480,
+        duration_ms=None,
+        thumbnail_sha256="b" * 64,
+        thumbnail_mime="image/jpeg",
+        thumbnail_size=321,
+    )
+    bare = record(alice.user_id, mime_type="application/pdf")
+    await storage.media.create(full)
+    await storage.media.create(bare)
+    assert await storage.media.get(full.media_id) == full
+    assert await storage.media.get(bare.media_id) == bare
+    assert await storage.media.get("no-such-media") is None
+
+
+async def test_get_many_returns_the_existing_ones_by_id(storage, make_user):
+    alice = await make_user("alice")
+    records = [record(alice.user_id, sha=f"{i:064x}") for i in range(3)]
+    for r in records:
+        await storage.media.create(r)
+    wanted = [records[0].media_id, "missing", records[2].media_id, records[0].media_id]
+    found = await storage.media.get_many(wanted)
+    assert found == {records[0].media_id: records[0], records[2].media_id: records[2]}
+    assert await storage.media.get_many([]) == {}
+
+
+async def test_an_append_records_the_reference(storage, make_user, make_direct, draft):
+    alice, bob = await make_user("alice"), await make_user("bob")
+    chat = await make_direct(alice, bob)
+    media = record(alice.user_id)
+    await storage.media.create(media)
+    assert await storage.media.references(media.media_id) == []
+
+    await storage.messages.append(draft(chat, alice, type="text"))
+    first = (
+        await storage.messages.append(draft(chat, alice, type="image", media_id=media.media_id))
+    ).message
+    again = (
+        await storage.messages.append(draft(chat, bob, type="image", media_id=media.media_id))
+    ).message
+
+    refs = await storage.media.references(media.media_id)
+    assert [(r.chat_id, r.seq, r.message_id) for r in refs] == [
+        (chat.chat_id, first.seq, first.message_id),
+        (chat.chat_id, again.seq, again.message_id),
+    ]
+    assert all(r.media_id == media.media_id for r in refs)
+    assert len(await storage.media.references(media.media_id, limit=1)) == 1
+
+
+async def test_only_old_unreferenced_records_are_retention_candidates(
+    storage, make_user, make_direct, draft
+):
+    alice, bob = await make_user("alice"), await make_user("bob")
+    chat = await make_direct(alice, bob)
+    now = now_ms()
+    old_unsent = record(alice.user_id, sha="1" * 64, created_at=now - 10_000)
+    old_sent = record(alice.user_id, sha="2" * 64, created_at=now - 9_000)
+    new_unsent = record(alice.user_id, sha="3" * 64, created_at=now)
+    for r in (old_unsent, old_sent, new_unsent):
+        await storage.media.create(r)
+    await storage.messages.append(draft(chat, alice, type="image", media_id=old_sent.media_id))
+
+    candidates = await storage.media.unreferenced(now - 1_000, limit=10)
+    assert [m.media_id for m in candidates] == [old_unsent.media_id]
+    assert await storage.media.unreferenced(now - 1_000, limit=0) == []
+
+
+async def test_delete_unreferenced_never_deletes_a_referenced_record(
+    storage, make_user, make_direct, draft
+):
+    alice, bob = await make_user("alice"), await make_user("bob")
+    chat = await make_direct(alice, bob)
+    unsent, sent = record(alice.user_id, sha="1" * 64), record(alice.user_id, sha="2" * 64)
+    await storage.media.create(unsent)
+    await storage.media.create(sent)
+    await storage.messages.append(draft(chat, bob, type="file", media_id=sent.media_id))
+
+    assert await storage.media.delete_unreferenced(sent.media_id) is False
+    assert await storage.media.get(sent.media_id) == sent
+    assert await storage.media.delete_unreferenced(unsent.media_id) is True
+    assert await storage.media.get(unsent.media_id) is None
+    assert await storage.media.delete_unreferenced(unsent.media_id) is False
+
+
+async def test_blob_in_use_counts_files_and_thumbnails(storage, make_user):
+    alice = await make_user("alice")
+    one = record(alice.user_id, sha="1" * 64, thumbnail_sha256="2" * 64)
+    two = record(alice.user_id, sha="1" * 64)  # the same bytes uploaded again
+    await storage.media.create(one)
+    await storage.media.create(two)
+    assert await storage.media.blob_in_use("1" * 64)
+    assert await storage.media.blob_in_use("2" * 64)
+    assert not await storage.media.blob_in_use("3" * 64)
+
+    assert await storage.media.delete_unreferenced(one.media_id)
+    assert await storage.media.blob_in_use("1" * 64)  # still served by ``two``
+    assert not await storage.media.blob_in_use("2" * 64)
+    assert await storage.media.delete_unreferenced(two.media_id)
+    assert not await storage.media.blob_in_use("1" * 64)
+
+
+async def test_records_and_references_survive_a_restart(
+    backend, storage, make_user, make_direct, draft
+):
+    alice, bob = await make_user("alice"), await make_user("bob")
+    chat = await make_direct(alice, bob)
+    media = record(alice.user_id, created_at=now_ms() - 60_000)
+    await storage.media.create(media)
+    appended = await storage.messages.append(
+        draft(chat, alice, type="image", media_id=media.media_id)
+    )
+    await backend.close(storage)
+
+    reopened = await backend.open()
+    assert await reopened.media.get(media.media_id) == media
+    refs = await reopened.media.references(media.media_id)
+    assert [r.message_id for r in refs] == [appended.message.message_id]
+    assert await reopened.media.unreferenced(now_ms(), limit=10) == []
