@@ -104,3 +104,13 @@ async def device(base_url: str) -> AsyncIterator[Callable[[ChatdClient], Awaitab
     yield make
     for client in clients:
         await client.aclose()
+
+
+@pytest.fixture
+async def chatd_process(tmp_path: Path) -> AsyncIterator[Any]:
+    """A real ``chatd serve`` child process (for crash, signal and restart tests)."""
+    from tests.subprocess_server import ServerProcess
+
+    server = ServerProcess(tmp_path / "data")
+    yield server
+    server.stop()

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from chatd.client import ChatdClient
 from tests.conftest import PASSWORD
-from tests.subprocess_server import ServerProcess
-
-
-@pytest.fixture
-async def chatd_process(tmp_path):
-    server = ServerProcess(tmp_path / "data")
-    yield server
-    server.stop()
 
 
 async def test_acked_messages_survive_sigkill(chatd_process):

@@ -9,14 +9,6 @@ import pytest
 
 from chatd.client import ChatdClient
 from tests.conftest import PASSWORD
-from tests.subprocess_server import ServerProcess
-
-
-@pytest.fixture
-async def chatd_process(tmp_path):
-    server = ServerProcess(tmp_path / "data")
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
