@@ -124,6 +124,22 @@ class MessageDraft:
     media_id: str | None = None
     reply_to: str | None = None
 
+    def to_message(self, *, message_id: str, seq: int, created_at: int) -> Message:
+        """The stored message this draft becomes once a store numbered it."""
+        return Message(
+            message_id=message_id,
+            chat_id=self.chat_id,
+            seq=seq,
+            sender_id=self.sender_id,
+            sender_device_id=self.sender_device_id,
+            type=self.type,
+            content=self.content,
+            client_msg_id=self.client_msg_id,
+            created_at=created_at,
+            media_id=self.media_id,
+            reply_to=self.reply_to,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Message:

@@ -67,19 +67,7 @@ def or_zero(value: int | None) -> int:
 
 
 def build_message(draft: MessageDraft, message_id: str, seq: int, now: int) -> Message:
-    return Message(
-        message_id=message_id,
-        chat_id=draft.chat_id,
-        seq=seq,
-        sender_id=draft.sender_id,
-        sender_device_id=draft.sender_device_id,
-        type=draft.type,
-        content=draft.content,
-        client_msg_id=draft.client_msg_id,
-        created_at=now,
-        media_id=draft.media_id,
-        reply_to=draft.reply_to,
-    )
+    return draft.to_message(message_id=message_id, seq=seq, created_at=now)
 
 
 def claim_row(m: Message, bucket: int, change: str | None) -> tuple[object, ...]:

@@ -30,17 +30,7 @@ def _member(row: tuple[Any, ...]) -> Member:
 
 
 def _system_message(draft: MessageDraft, seq: int, now: int) -> Message:
-    return Message(
-        message_id=new_id(),
-        chat_id=draft.chat_id,
-        seq=seq,
-        sender_id=draft.sender_id,
-        sender_device_id=draft.sender_device_id,
-        type=draft.type,
-        content=draft.content,
-        client_msg_id=draft.client_msg_id,
-        created_at=now,
-    )
+    return draft.to_message(message_id=new_id(), seq=seq, created_at=now)
 
 
 async def _append_system(conn: aiosqlite.Connection, message: Message) -> None:

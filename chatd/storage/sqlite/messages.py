@@ -107,19 +107,7 @@ class AppendBatch:
                 op.result = ChatdError("not_found", "chat not found")
                 continue
             seq = last_seq[d.chat_id] = last_seq[d.chat_id] + 1
-            message = Message(
-                message_id=new_id(),
-                chat_id=d.chat_id,
-                seq=seq,
-                sender_id=d.sender_id,
-                sender_device_id=d.sender_device_id,
-                type=d.type,
-                content=d.content,
-                client_msg_id=d.client_msg_id,
-                created_at=now,
-                media_id=d.media_id,
-                reply_to=d.reply_to,
-            )
+            message = d.to_message(message_id=new_id(), seq=seq, created_at=now)
             known[key] = message
             new.append(message)
             read, delivered = marks[(d.chat_id, d.sender_id)]
