@@ -7,7 +7,7 @@ Times are integer milliseconds since the epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 ChatKind = Literal["direct", "group"]
@@ -233,10 +233,3 @@ class PendingChat:
     chat_id: str
     after_seq: int
     last_seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class InboxEntry:
-    chat: Chat
-    member: Member
-    members: tuple[str, ...] = field(default_factory=tuple)
