@@ -24,6 +24,7 @@ from chatd.core.services.accounts import AccountService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.groups import GroupService
+from chatd.core.services.keys import KeyService
 from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
@@ -130,6 +131,7 @@ def build_app(config: Config) -> web.Application:
         ),
         sync=SyncService(storage),
         media=media,
+        keys=KeyService(storage, fetches_per_minute=config.limits.key_fetches_per_minute),
         sessions=sessions,
         metrics=metrics,
         node_id=node_id_for(config),

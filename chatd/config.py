@@ -76,6 +76,7 @@ class LimitsConfig:
     login_attempts_per_minute: int = 10
     max_group_members: int = 256
     max_upload_bytes: int = 67108864
+    key_fetches_per_minute: int = 60
 
 
 #: Accepted upload types, as sniffed from the bytes: pictures, video, sound and
@@ -254,6 +255,7 @@ def _check(config: Config) -> None:
             a.registration in {"open", "invite", "closed"},
             "[auth] registration must be open, invite or closed",
         ),
+        (lim.key_fetches_per_minute >= 0, "[limits] key_fetches_per_minute must be 0 or more"),
         (a.token_ttl_days >= 1, "[auth] token_ttl_days must be at least 1"),
         (1 <= a.min_password_length <= 1024, "[auth] min_password_length must be 1-1024"),
         (a.argon2_time_cost >= 1, "[auth] argon2_time_cost must be at least 1"),

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "chatd"
 
@@ -44,3 +48,18 @@ def test_client_is_independent_of_the_server():
             assert not (name.startswith("chatd.") and not name.startswith("chatd.client")), (
                 f"{path.name} imports {name}"
             )
+
+
+def test_scylla_statement_names_are_unique_across_modules():
+    """The adapter prepares every module's ``CQL`` under one name space; a repeated
+    name would silently run another module's statement."""
+    pytest.importorskip("cassandra")
+
+    package = importlib.import_module("chatd.storage.scylla")
+    owners: dict[str, str] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"chatd.storage.scylla.{info.name}")
+        for name in getattr(module, "CQL", {}):
+            assert name not in owners, f"{name} is defined in {owners[name]} and {info.name}"
+            owners[name] = info.name
+    assert owners

@@ -233,3 +233,32 @@ class PendingChat:
     chat_id: str
     after_seq: int
     last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prekey:
+    """A public prekey of the Signal protocol (X3DH); ``public_key`` is base64."""
+
+    key_id: int
+    public_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPrekey:
+    """The medium-term prekey, signed by the device's identity key."""
+
+    key_id: int
+    public_key: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKeys:
+    """A device's long-lived public keys. The server stores them and never needs
+    a private key: it only hands bundles to whoever wants to start a session."""
+
+    device_id: str
+    user_id: str
+    identity_key: str
+    signed_prekey: SignedPrekey
+    updated_at: int

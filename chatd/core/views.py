@@ -6,7 +6,17 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from chatd.core.ids import format_ts
-from chatd.core.models import Chat, Contact, Device, Media, Member, Message, User
+from chatd.core.models import (
+    Chat,
+    Contact,
+    Device,
+    DeviceKeys,
+    Media,
+    Member,
+    Message,
+    Prekey,
+    User,
+)
 
 Status = Literal["sent", "delivered", "read"]
 
@@ -150,4 +160,20 @@ def group_view(chat: Chat, members: list[Member], max_members: int) -> dict[str,
         "created_at": format_ts(chat.created_at),
         "created_by": chat.created_by,
         "max_members": max_members,
+    }
+
+
+def key_bundle_view(keys: DeviceKeys, one_time: Prekey | None) -> dict[str, Any]:
+    signed = keys.signed_prekey
+    return {
+        "device_id": keys.device_id,
+        "identity_key": keys.identity_key,
+        "signed_prekey": {
+            "key_id": signed.key_id,
+            "public_key": signed.public_key,
+            "signature": signed.signature,
+        },
+        "one_time_prekey": (
+            {"key_id": one_time.key_id, "public_key": one_time.public_key} if one_time else None
+        ),
     }

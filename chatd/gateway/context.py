@@ -12,6 +12,7 @@ from chatd.core.services.accounts import AccountService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.groups import GroupService
+from chatd.core.services.keys import KeyService
 from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
@@ -33,6 +34,7 @@ class Services:
     presence: PresenceService
     sync: SyncService
     media: MediaService
+    keys: KeyService
     sessions: SessionRegistry
     metrics: Metrics
     node_id: str

@@ -15,6 +15,7 @@ from chatd.core.models import (
     Chat,
     Contact,
     Device,
+    DeviceKeys,
     GroupChange,
     Media,
     MediaRef,
@@ -22,6 +23,7 @@ from chatd.core.models import (
     Message,
     MessageDraft,
     PendingChat,
+    Prekey,
     User,
     WatermarkMove,
     WatermarkResult,
@@ -199,6 +201,30 @@ class MediaStore(Protocol):
         """Whether any record still serves ``sha256`` as its file or its thumbnail."""
 
 
+class KeyStore(Protocol):
+    """End-to-end encryption key bundles (public keys only), per device."""
+
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
+        """Store the device's identity and signed prekey, and add ``one_time`` prekeys.
+
+        A prekey whose ``key_id`` the device already has is left as it is (a retried
+        upload adds nothing twice). A new ``identity_key`` means a reinstalled
+        device: its earlier one-time prekeys are dropped first. Durable when it returns.
+        """
+
+    async def get(self, device_id: str) -> DeviceKeys | None: ...
+
+    async def claim(self, device_id: str) -> Prekey | None:
+        """Hand out one of the device's one-time prekeys and forget it.
+
+        Each prekey is returned at most once, across concurrent callers and nodes;
+        None when the device has none left.
+        """
+
+    async def count(self, device_id: str) -> int:
+        """How many one-time prekeys the device has left."""
+
+
 class Storage(Protocol):
     """The whole storage port: one object with an entity store per noun."""
 
@@ -210,6 +236,7 @@ class Storage(Protocol):
     messages: MessageStore
     receipts: ReceiptStore
     media: MediaStore
+    keys: KeyStore
 
     async def open(self) -> None:
         """Connect and run pending schema migrations."""

@@ -25,6 +25,7 @@ from chatd.storage.scylla import (
     feed,
     groups,
     invites,
+    keys,
     marks,
     messages,
     receipts,
@@ -42,6 +43,7 @@ STATEMENTS: dict[str, str] = {
     **feed.CQL,
     **contacts.CQL,
     **invites.CQL,
+    **keys.CQL,
     **chats.CQL,
     **groups.CQL,
     **sequencer.CQL,
@@ -133,6 +135,7 @@ class ScyllaStorage:
         self.devices = devices.ScyllaDevices(cql, feed.RevocationFeed(cql))
         self.contacts = contacts.ScyllaContacts(cql)
         self.invites = invites.ScyllaInvites(cql)
+        self.keys = keys.ScyllaKeys(cql)
         group_store = groups.ScyllaGroups(cql)
         self.chats = chats.ScyllaChats(cql, group_store)
         self.messages = messages.ScyllaMessages(cql, cursors)

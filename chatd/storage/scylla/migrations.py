@@ -131,6 +131,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ),
         ],
     ),
+    (
+        3,
+        "keys",
+        [
+            _table(
+                "device_keys",
+                "device_id text, user_id text, identity_key text, signed_key_id int, "
+                "signed_public_key text, signed_signature text, updated_at bigint",
+                "device_id",
+            ),
+            _table(
+                "one_time_prekeys",
+                "device_id text, key_id int, public_key text",
+                "device_id, key_id",
+            ),
+        ],
+    ),
 ]
 
 
@@ -192,7 +209,7 @@ class Migrator:
         await self._lock()
         try:
             done = await self._applied()
-            for version, name, statements in MIGRATIONS:
+            for version, name, statements in sorted(MIGRATIONS):
                 if version in done:
                     continue
                 log.info("applying scylla migration %04d_%s", version, name)

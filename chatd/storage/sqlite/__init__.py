@@ -9,6 +9,7 @@ from chatd.storage.sqlite.contacts import SqliteContacts
 from chatd.storage.sqlite.db import Database, Observer
 from chatd.storage.sqlite.devices import SqliteDevices
 from chatd.storage.sqlite.invites import SqliteInvites
+from chatd.storage.sqlite.keys import SqliteKeys
 from chatd.storage.sqlite.media import SqliteMedia
 from chatd.storage.sqlite.messages import SqliteMessages
 from chatd.storage.sqlite.receipts import SqliteReceipts
@@ -35,6 +36,7 @@ class SqliteStorage:
         self.messages = SqliteMessages(self.db)
         self.receipts = SqliteReceipts(self.db)
         self.media = SqliteMedia(self.db)
+        self.keys = SqliteKeys(self.db)
 
     async def open(self) -> None:
         await self.db.open()
