@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -44,7 +45,9 @@ log = logging.getLogger(__name__)
 def make_storage(config: Config, metrics: Metrics | None = None) -> Storage:
     """The configured storage backend, found through its entry point."""
     factory = plugins.load(plugins.STORAGE, config.storage.backend)
-    options: dict[str, Any] = {}
+    # A built-in backend gets its own section ([storage.sqlite], [storage.scylla]).
+    section = getattr(config.storage, config.storage.backend, None)
+    options: dict[str, Any] = dataclasses.asdict(section) if section is not None else {}
     if config.storage.backend == "sqlite":
         options["synchronous"] = config.storage.sqlite.synchronous.upper()
     if metrics is not None:

@@ -1,10 +1,18 @@
-"""Shared fixtures: a real chatd app on a real SQLite file, and logged-in clients."""
+"""Shared fixtures: a real chatd app on real storage, and logged-in clients.
+
+``--storage sqlite,scylla`` names the backends: the contract suite runs once per
+backend, and so does every feature test that uses the in-process ``server``
+(a real SQLite file, or the session keyspace on ``CHATD_TEST_SCYLLA`` emptied
+first). Tests that reach into the SQLite files themselves are marked
+``sqlite_only``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,7 @@ import pytest
 from chatd.app import build_app
 from chatd.client import ChatdClient
 from chatd.config import Config, from_dict
+from tests.scylla_server import drop_session_keyspace, scylla_server
 
 PASSWORD = "correct horse battery"
 # Argon2id stays on, with small costs so hundreds of test logins stay fast.
@@ -24,8 +33,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--storage",
         default="sqlite",
-        help="comma-separated storage backends for the contract suite (sqlite, scylla)",
+        help="comma-separated storage backends for the contract suite and the feature "
+        "tests' server (sqlite, scylla)",
     )
+
+
+STORAGES = ("sqlite", "scylla")
+
+
+def selected_storages(config: pytest.Config) -> list[str]:
+    raw = str(config.getoption("--storage") or "sqlite")
+    names = list(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    unknown = [n for n in names if n not in STORAGES]
+    if unknown or not names:
+        raise pytest.UsageError(
+            f"--storage: unknown backend(s) {unknown or raw!r}; known: {', '.join(STORAGES)}"
+        )
+    return names
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: the test reaches into SQLite files; not run on other backends"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "server" not in metafunc.fixturenames:
+        return
+    names = selected_storages(metafunc.config)
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        names = ["sqlite"]
+    metafunc.parametrize("server_storage", names, ids=names, scope="function")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_scylla_keyspace() -> Iterator[None]:
+    yield
+    drop_session_keyspace()
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -57,8 +102,17 @@ def config_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def server(aiohttp_server: Any, tmp_path: Path, config_overrides: dict[str, Any]) -> Any:
-    return await aiohttp_server(build_app(test_config(tmp_path / "data", config_overrides)))
+async def server(
+    aiohttp_server: Any, tmp_path: Path, config_overrides: dict[str, Any], server_storage: str
+) -> Any:
+    overrides = config_overrides
+    if server_storage == "scylla":
+        cassandra = scylla_server()
+        await asyncio.to_thread(cassandra.clean)
+        where = {"contact_points": [cassandra.host], "port": cassandra.port}
+        where["keyspace"] = cassandra.keyspace
+        overrides = merge({"storage": {"backend": "scylla", "scylla": where}}, overrides)
+    return await aiohttp_server(build_app(test_config(tmp_path / "data", overrides)))
 
 
 @pytest.fixture

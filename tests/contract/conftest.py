@@ -17,12 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,6 +27,8 @@ from chatd.core.ids import new_id, new_token, now_ms
 from chatd.core.ids import token_hash as hash_token
 from chatd.core.models import Chat, Device, Message, MessageDraft, User
 from chatd.core.ports.storage import Storage
+from tests.conftest import selected_storages
+from tests.scylla_server import scylla_server
 
 StorageBuilder = Callable[[], Storage]
 BackendFactory = Callable[[Path], AbstractAsyncContextManager[StorageBuilder]]
@@ -45,111 +44,6 @@ async def sqlite_backend(tmp_path: Path) -> AsyncIterator[StorageBuilder]:
 
     data_dir = tmp_path / "sqlite"
     yield lambda: SqliteStorage(data_dir)
-
-
-class ScyllaServer:
-    """One keyspace per test session on the server named by ``CHATD_TEST_SCYLLA``.
-
-    A keyspace with all its tables takes seconds to create and drop on one node,
-    truncating the tables a test wrote about 25 ms each, so every test gets the
-    session's keyspace with its written tables truncated first (measured:
-    docs/architecture.md). The keyspace is dropped when the session ends.
-    """
-
-    def __init__(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        self.host, self.port = host or address, int(port) if host else 9042
-        self.keyspace = f"chatd_test_{uuid.uuid4().hex[:12]}"
-        self._session: Any = None
-
-    def options(self) -> dict[str, Any]:
-        return {"contact_points": [self.host], "port": self.port, "keyspace": self.keyspace}
-
-    def _admin(self) -> Any:
-        if self._session is None:
-            from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-            from cassandra.io.libevreactor import LibevConnection
-            from cassandra.policies import RoundRobinPolicy
-
-            profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
-            cluster = Cluster(
-                [self.host],
-                port=self.port,
-                connection_class=LibevConnection,
-                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-            )
-            self._session = cluster.connect()
-        return self._session
-
-    def execute(self, query: str, params: Any = None) -> list[Any]:
-        """Raw CQL on the session keyspace (blocking), for tests that stage failures."""
-        return list(self._admin().execute(query.replace("{ks}", self.keyspace), params))
-
-    def fill(self, chat_id: str, first: int, last: int, sender_id: str) -> None:
-        """Store messages ``first..last`` of bucket 0 directly (blocking): a long chat,
-        staged in a second instead of ten thousand appends."""
-        from cassandra.query import BatchStatement, BatchType
-
-        session = self._admin()
-        insert = session.prepare(
-            f"INSERT INTO {self.keyspace}.messages (chat_id, bucket, seq, message_id, "
-            "sender_id, sender_device_id, type, content, client_msg_id, created_at) "
-            "VALUES (?, 0, ?, ?, ?, 'staged', 'text', 'staged', ?, 0)"
-        )
-        futures = []
-        for start in range(first, last + 1, 200):
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for seq in range(start, min(start + 200, last + 1)):
-                batch.add(insert, (chat_id, seq, f"0-{seq:09d}", sender_id, f"staged-{seq}"))
-            futures.append(session.execute_async(batch))
-        for future in futures:
-            future.result()
-
-    def clean(self) -> None:
-        """Truncate every table of the keyspace that holds a row (blocking)."""
-        session = self._admin()
-        tables = session.execute(
-            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
-            (self.keyspace,),
-        ).all()
-        names = [t.table_name for t in tables if t.table_name != "schema_migrations"]
-        probes = [
-            session.execute_async(f"SELECT * FROM {self.keyspace}.{n} LIMIT 1") for n in names
-        ]
-        used = [n for n, f in zip(names, probes, strict=True) if f.result().one() is not None]
-        for future in [
-            session.execute_async(f"TRUNCATE {self.keyspace}.{n}", timeout=60) for n in used
-        ]:
-            future.result()
-
-    def drop(self) -> None:
-        if self._session is not None:
-            self._session.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}", timeout=120)
-            self._session.cluster.shutdown()
-            self._session = None
-
-
-_scylla: ScyllaServer | None = None
-
-
-def scylla_server() -> ScyllaServer:
-    """The session's server; skips (or, with CI=true, fails) when none is configured."""
-    global _scylla
-    address = os.environ.get("CHATD_TEST_SCYLLA", "").strip()
-    if not address:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CHATD_TEST_SCYLLA (host:port) is not set; CI=true runs the ScyllaDB tests")
-        pytest.skip("CHATD_TEST_SCYLLA (host:port) is not set: ScyllaDB tests skipped")
-    if _scylla is None:
-        _scylla = ScyllaServer(address)
-    return _scylla
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _drop_scylla_keyspace() -> Iterator[None]:
-    yield
-    if _scylla is not None:
-        _scylla.drop()
 
 
 @contextlib.asynccontextmanager
@@ -169,14 +63,7 @@ BACKENDS: dict[str, BackendFactory] = {
 
 
 def selected_backends(config: pytest.Config) -> list[str]:
-    raw = str(config.getoption("--storage") or "sqlite")
-    names = list(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
-    unknown = [n for n in names if n not in BACKENDS]
-    if unknown or not names:
-        raise pytest.UsageError(
-            f"--storage: unknown backend(s) {unknown or raw!r}; known: {', '.join(BACKENDS)}"
-        )
-    return names
+    return selected_storages(config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

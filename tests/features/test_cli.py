@@ -145,6 +145,7 @@ def test_missing_config_file(tmp_path):
     assert result.exit_code == 2 and "no such file" in result.output
 
 
+@pytest.mark.sqlite_only  # the command works on the data dir
 async def test_group_list_and_show(user, server):
     alice, bob = await user(), await user()
     group = await alice.request(

@@ -50,6 +50,7 @@ async def test_revoking_a_device_closes_its_socket(user, device):
     assert err.value.status == 401
 
 
+@pytest.mark.sqlite_only  # the command works on the data dir
 async def test_ban_from_the_cli_closes_open_sockets_and_refuses_login(user, server, base_url):
     mallory = await user()
     data_dir = next(iter(server.app.values())).storage.db.path.parent
