@@ -7,8 +7,9 @@ Times are integer milliseconds since the epoch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 ChatKind = Literal["direct", "group"]
 Role = Literal["admin", "member"]
@@ -262,3 +263,22 @@ class DeviceKeys:
     identity_key: str
     signed_prekey: SignedPrekey
     updated_at: int
+
+    def flat(self) -> tuple[str, str, str, int, str, str, int]:
+        """The record as one row (device_id, user_id, identity_key, signed key_id,
+        signed public_key, signature, updated_at): the column order both stores use."""
+        s = self.signed_prekey
+        return (
+            self.device_id,
+            self.user_id,
+            self.identity_key,
+            s.key_id,
+            s.public_key,
+            s.signature,
+            self.updated_at,
+        )
+
+    @classmethod
+    def from_flat(cls, row: Sequence[Any]) -> DeviceKeys:
+        signed = SignedPrekey(int(row[3]), row[4], row[5])
+        return cls(row[0], row[1], row[2], signed, int(row[6]))

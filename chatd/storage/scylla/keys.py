@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from chatd.core.models import DeviceKeys, Prekey, SignedPrekey
+from chatd.core.models import DeviceKeys, Prekey
 from chatd.storage.scylla.bridge import Cql, KeyedLocks
 
 CANDIDATES = 16
@@ -53,7 +53,6 @@ class ScyllaKeys:
         self._locks = KeyedLocks()
 
     async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
-        signed = keys.signed_prekey
         async with self._cql.gate.held():
             current = await self._cql.one("prekeys.get", (keys.device_id,))
             known: set[int] = set()
@@ -75,25 +74,11 @@ class ScyllaKeys:
             ]
             await self._cql.writes([(batch, ()) for batch in writes])
             # The bundle last: once it is visible, so are its prekeys.
-            await self._cql.write(
-                "prekeys.put",
-                (
-                    keys.device_id,
-                    keys.user_id,
-                    keys.identity_key,
-                    signed.key_id,
-                    signed.public_key,
-                    signed.signature,
-                    keys.updated_at,
-                ),
-            )
+            await self._cql.write("prekeys.put", keys.flat())
 
     async def get(self, device_id: str) -> DeviceKeys | None:
         row = await self._cql.one("prekeys.get", (device_id,))
-        if row is None:
-            return None
-        signed = SignedPrekey(int(row.signed_key_id), row.signed_public_key, row.signed_signature)
-        return DeviceKeys(row.device_id, row.user_id, row.identity_key, signed, int(row.updated_at))
+        return DeviceKeys.from_flat(row) if row is not None else None
 
     async def claim(self, device_id: str) -> Prekey | None:
         async with self._cql.gate.held(), self._locks.hold(device_id):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from chatd.core.models import DeviceKeys, Prekey, SignedPrekey
+from chatd.core.models import DeviceKeys, Prekey
 from chatd.storage.sqlite.db import Database
 
 
@@ -19,7 +19,6 @@ class SqliteKeys:
         self._db = db
 
     async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
-        signed = keys.signed_prekey
         rows = [(keys.device_id, p.key_id, p.public_key) for p in one_time]
 
         async def write(conn: aiosqlite.Connection) -> None:
@@ -35,15 +34,7 @@ class SqliteKeys:
                 "INSERT OR REPLACE INTO device_keys (device_id, user_id, identity_key, "
                 "signed_key_id, signed_public_key, signed_signature, updated_at) "
                 "VALUES (?,?,?,?,?,?,?)",
-                (
-                    keys.device_id,
-                    keys.user_id,
-                    keys.identity_key,
-                    signed.key_id,
-                    signed.public_key,
-                    signed.signature,
-                    keys.updated_at,
-                ),
+                keys.flat(),
             )
             await conn.executemany(
                 "INSERT OR IGNORE INTO one_time_prekeys (device_id, key_id, public_key) "
@@ -59,9 +50,7 @@ class SqliteKeys:
             "signed_signature, updated_at FROM device_keys WHERE device_id = ?",
             (device_id,),
         )
-        if row is None:
-            return None
-        return DeviceKeys(row[0], row[1], row[2], SignedPrekey(row[3], row[4], row[5]), row[6])
+        return DeviceKeys.from_flat(row) if row is not None else None
 
     async def claim(self, device_id: str) -> Prekey | None:
         async def take(conn: aiosqlite.Connection) -> Prekey | None:
