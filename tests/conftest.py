@@ -102,17 +102,20 @@ def config_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def server(
-    aiohttp_server: Any, tmp_path: Path, config_overrides: dict[str, Any], server_storage: str
-) -> Any:
-    overrides = config_overrides
-    if server_storage == "scylla":
-        cassandra = scylla_server()
-        await asyncio.to_thread(cassandra.clean)
-        where = {"contact_points": [cassandra.host], "port": cassandra.port}
-        where["keyspace"] = cassandra.keyspace
-        overrides = merge({"storage": {"backend": "scylla", "scylla": where}}, overrides)
-    return await aiohttp_server(build_app(test_config(tmp_path / "data", overrides)))
+async def server_overrides(config_overrides: dict[str, Any], server_storage: str) -> dict[str, Any]:
+    """``config_overrides`` plus the storage of this run (ScyllaDB: emptied first)."""
+    if server_storage != "scylla":
+        return config_overrides
+    cassandra = scylla_server()
+    await asyncio.to_thread(cassandra.clean)
+    where = {"contact_points": [cassandra.host], "port": cassandra.port}
+    where["keyspace"] = cassandra.keyspace
+    return merge({"storage": {"backend": "scylla", "scylla": where}}, config_overrides)
+
+
+@pytest.fixture
+async def server(aiohttp_server: Any, tmp_path: Path, server_overrides: dict[str, Any]) -> Any:
+    return await aiohttp_server(build_app(test_config(tmp_path / "data", server_overrides)))
 
 
 @pytest.fixture
