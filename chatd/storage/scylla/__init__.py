@@ -27,6 +27,7 @@ from chatd.storage.scylla import (
     invites,
     keys,
     marks,
+    media,
     messages,
     receipts,
     sequencer,
@@ -48,6 +49,7 @@ STATEMENTS: dict[str, str] = {
     **groups.CQL,
     **sequencer.CQL,
     **messages.CQL,
+    **media.CQL,
     **marks.CQL,
     **receipts.CQL,
 }
@@ -139,6 +141,8 @@ class ScyllaStorage:
         group_store = groups.ScyllaGroups(cql)
         self.chats = chats.ScyllaChats(cql, group_store)
         self.messages = messages.ScyllaMessages(cql, cursors)
+        self.media = media.ScyllaMedia(cql)
+        self.messages.media = self.media
         self.receipts = receipts.ScyllaReceipts(cql, cursors)
         seq = sequencer.Sequencer(
             cql,

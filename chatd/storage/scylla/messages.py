@@ -8,6 +8,10 @@ its owner is still numbering it (or died), so we poll, and once the owner's
 lease is surely over (``TAKEOVER_AFTER_MS``; an owner starts no claim after
 ``OWNER_DEADLINE_S``) we take the key over by LWT, look for the message the
 owner may have stored, and number ours only if there is none.
+
+A draft with a ``media_id`` marks the media referenced before its seq claim
+(concurrently with its key) and gets its ``media_refs`` row after the claim,
+before any answer, first or repeat (why this order is safe: media.py).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from chatd.core.errors import ChatdError
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Appended, Message, MessageDraft
 from chatd.storage.scylla import marks
-from chatd.storage.scylla.bridge import Cql, Row
+from chatd.storage.scylla.bridge import Cql, Row, unavailable
 from chatd.storage.scylla.common import (
     BUCKET,
     MAX_BUCKET,
@@ -28,6 +32,7 @@ from chatd.storage.scylla.common import (
     bucket_of,
     message_of,
 )
+from chatd.storage.scylla.media import ScyllaMedia, ref_writes
 from chatd.storage.scylla.sequencer import Entry, Sequencer
 
 log = logging.getLogger("chatd.storage.scylla")
@@ -73,6 +78,7 @@ class ScyllaMessages:
         self._inflight: dict[tuple[str, str], asyncio.Future[Message]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.sequencer: Sequencer  # set by ScyllaStorage (it needs the chat store too)
+        self.media: ScyllaMedia  # set by ScyllaStorage
 
     # -- append ------------------------------------------------------------------
 
@@ -100,7 +106,7 @@ class ScyllaMessages:
 
     async def _append(self, draft: MessageDraft) -> Appended:
         entry = Entry(draft, asyncio.get_running_loop().create_future(), owner=new_id())
-        entry.ready = asyncio.ensure_future(self._claim_key(entry))
+        entry.ready = asyncio.ensure_future(self._ready(entry))
         self.sequencer.submit(entry)
         message = await entry.future
         if not entry.created or entry.previous is None:
@@ -128,6 +134,36 @@ class ScyllaMessages:
         self._spawn(self._follow(entry, row))
         return False
 
+    async def _ready(self, entry: Entry) -> bool:
+        """Claim the key and, for a draft with media, mark the media referenced.
+
+        Both before the seq claim, concurrently. If the key is ours but the mark
+        failed, nothing is stored: the key is given back and the append fails.
+        """
+        media_id = entry.draft.media_id
+        if media_id is None:
+            return await self._claim_key(entry)
+        owned, marked = await asyncio.gather(
+            self._claim_key(entry), self.media.mark_referenced(media_id), return_exceptions=True
+        )
+        if isinstance(owned, BaseException):
+            raise owned
+        if owned and isinstance(marked, BaseException):
+            error = marked if isinstance(marked, ChatdError) else unavailable(marked)
+            await self.rejected(entry, error, True)
+            return False
+        return owned
+
+    async def _marked(self, entry: Entry) -> bool:
+        """A taken-over draft is numbered here: mark its media first (see ``_ready``)."""
+        assert entry.draft.media_id is not None
+        try:
+            await self.media.mark_referenced(entry.draft.media_id)
+        except ChatdError as exc:
+            await self.rejected(entry, exc, True)
+            return False
+        return True
+
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
@@ -141,12 +177,14 @@ class ScyllaMessages:
             while not entry.future.done():
                 if row is None:  # the owner gave the key up: try again from the start
                     entry.owner, entry.created = new_id(), True
-                    entry.ready = asyncio.ensure_future(self._claim_key(entry))
+                    entry.ready = asyncio.ensure_future(self._ready(entry))
                     self.sequencer.submit(entry)
                     return
                 if row.seq is not None:
                     message = await self.at_seq(row.chat_id, int(row.seq))
                     if message is not None:
+                        # The first copy may have died before writing it.
+                        await self._cql.writes(ref_writes([message]))
                         entry.created = False
                         entry.future.set_result(message)
                         return
@@ -189,12 +227,15 @@ class ScyllaMessages:
                 [
                     ("keys.done", (found.seq, found.message_id, d.sender_id, d.client_msg_id)),
                     ("messages.index", (found.message_id, found.chat_id, found.seq)),
+                    *ref_writes([found]),
                 ]
             )
             entry.created = False
             entry.future.set_result(found)
         else:
             entry.owner, entry.ready, entry.keyed_at = owner, None, time.monotonic()
+            if d.media_id is not None:
+                entry.ready = asyncio.ensure_future(self._marked(entry))
             self.sequencer.submit(entry)
         return True
 
@@ -253,14 +294,28 @@ class ScyllaMessages:
             writes.append(("keys.done", (m.seq, m.message_id, m.sender_id, m.client_msg_id)))
             writes.append(("messages.index", (m.message_id, m.chat_id, m.seq)))
         writes += [marks.cursor(device, chat_id, seq) for device, seq in moved.items()]
-        try:
-            await self._cql.writes(writes)  # type: ignore[arg-type]
-        except ChatdError:
-            # The messages are stored (the claim is the durability point); what is
-            # missing is derived and repaired by later writes or a retry's lookup.
-            log.warning("follow-up writes failed for %d message(s) in %s", len(pairs), chat_id)
+
+        async def derived() -> None:
+            try:
+                await self._cql.writes(writes)  # type: ignore[arg-type]
+            except ChatdError:
+                # The messages are stored (the claim is the durability point); what is
+                # missing is derived and repaired by later writes or a retry's lookup.
+                log.warning("follow-up writes failed for %d message(s) in %s", len(pairs), chat_id)
+
+        # Media references are not left to repair: an append that answers has its
+        # row, so one that could not write it fails (the retry's repeat writes it).
+        _, refs = await asyncio.gather(
+            derived(), self._cql.writes(ref_writes(messages)), return_exceptions=True
+        )
         for entry, m in pairs:
-            if not entry.future.done():
+            if entry.future.done():
+                continue
+            if isinstance(refs, BaseException) and m.media_id is not None:
+                entry.future.set_exception(
+                    refs if isinstance(refs, ChatdError) else unavailable(refs)
+                )
+            else:
                 entry.future.set_result(m)
 
     async def rejected(self, entry: Entry, error: ChatdError, release: bool) -> None:

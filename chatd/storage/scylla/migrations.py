@@ -132,6 +132,32 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
     (
+        2,
+        "media",
+        [
+            _table(
+                "media",
+                "media_id text, uploader_id text, sha256 text, mime_type text, size bigint, "
+                "created_at bigint, filename text, width int, height int, duration_ms bigint, "
+                "thumbnail_sha256 text, thumbnail_mime text, thumbnail_size bigint, "
+                "referenced boolean",
+                "media_id",
+            ),
+            _table(
+                "media_refs",
+                "media_id text, message_id text, chat_id text, seq bigint",
+                "media_id, message_id",
+            ),
+            _table("media_by_sha", "sha256 text, media_id text", "sha256, media_id"),
+            _table(
+                "media_unreferenced",
+                "hour int, created_at bigint, media_id text, sha256 text, thumbnail_sha256 text",
+                "hour, created_at, media_id",
+            ),
+            _table("media_unreferenced_hours", "shard int, hour int", "shard, hour"),
+        ],
+    ),
+    (
         3,
         "keys",
         [
