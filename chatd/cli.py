@@ -291,3 +291,112 @@ def group_show(
     typer.echo(f"members:     {len(group['members'])} of at most {group['max_members']}")
     for member in group["members"]:
         typer.echo(f"  {member['user_id']:<36} {member['role']:<6} joined {member['joined_at']}")
+
+
+@app.command()
+def migrate(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from", help="sqlite:PATH: the data directory (or chatd.sqlite3) to copy from."
+        ),
+    ],
+    target: Annotated[
+        str,
+        typer.Option(
+            "--to", help="scylla://HOST[:PORT][,HOST...]/KEYSPACE: the keyspace to copy into."
+        ),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Take [storage.scylla] credentials, local_dc, replication and consistency "
+            "from this file (--to gives hosts and keyspace).",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=5000, help="Records per page and rows per batch.")
+    ] = 200,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="Pages written at once (each: many requests).")
+    ] = 16,
+    verify_only: Annotated[
+        bool, typer.Option("--verify-only", help="Only compare a completed copy with the source.")
+    ] = False,
+) -> None:
+    """Copy a SQLite chatd into a ScyllaDB/Cassandra keyspace, then verify it.
+
+    Stop `chatd serve` on the source first. Interrupted? Run the same command
+    again: it resumes. Exit code 0 only if both sides match.
+    """
+    import dataclasses
+
+    from chatd.migrate.runner import MigrateError, Options, parse_source, parse_target
+    from chatd.migrate.runner import migrate as run_migration
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Cassandra 5 warns about the adapter's session keyspace on every prepare: noise here.
+    logging.getLogger("cassandra.protocol").addFilter(
+        lambda record: "`USE <keyspace>`" not in record.getMessage()
+    )
+    try:
+        options = Options(
+            source=parse_source(source),
+            target=parse_target(target),
+            batch_size=batch_size,
+            concurrency=concurrency,
+            verify_only=verify_only,
+        )
+    except MigrateError as exc:
+        typer.echo(f"chatd: {exc}", err=True)
+        raise typer.Exit(2) from None
+    scylla = dataclasses.asdict(_config(config).storage.scylla) if config else {}
+    options.target = {**scylla, **options.target}
+    from chatd.migrate.progress import RichReporter
+
+    reporter = RichReporter()
+    try:
+        with reporter:
+            outcome = asyncio.run(run_migration(options, reporter))
+    except MigrateError as exc:
+        _fail(str(exc))
+    except ChatdError as exc:
+        _fail(f"{exc.message}; run the same command again to resume")
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("cassandra"):
+            raise
+        _fail("the ScyllaDB driver is not installed: ./scripts/setup scylla")
+    from rich.console import Console
+
+    _print_migration(Console(), outcome.report, target)
+    if not outcome.report.ok:
+        raise typer.Exit(1)
+
+
+def _print_migration(console: Any, report: Any, target: str) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="chatd migrate: source vs target")
+    for column in ("entity", "source", "target", ""):
+        table.add_column(column, justify="right" if column in ("source", "target") else "left")
+    for name, src, dst in report.counts:
+        table.add_row(name, f"{src:,}", f"{dst:,}", "ok" if src == dst else "MISMATCH")
+    console.print(table)
+    for problem in report.problems[:50]:
+        console.print(Text("mismatch: ", style="red") + Text(problem))
+    if len(report.problems) > 50:
+        console.print(f"... and {len(report.problems) - 50} more")
+    if report.ok:
+        console.print(
+            Text(
+                f"verified: {report.chats:,} chats identical on both sides. Set "
+                f'[storage] backend = "scylla" for {target} and start chatd serve.'
+            )
+        )
+    else:
+        console.print(Text("verification FAILED: do not switch to the target", style="red"))
