@@ -62,6 +62,7 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "pairs": (10, 10),
     "members": (256, 32),
     "senders": (1, 1),
+    "receiver_procs": (1, 1),
     "window": (8, 8),
     "size": (100, 100),
     "seconds": (10.0, 3.0),
@@ -92,6 +93,11 @@ def parser() -> argparse.ArgumentParser:
     add("--pairs", type=int, help="pairs: sender/receiver pairs (10)")
     add("--members", type=int, help="group: members (256)")
     add("--senders", type=int, help="group: members sending (1)")
+    add(
+        "--receiver-procs",
+        type=int,
+        help="group: processes holding the receivers on raw sockets (1; 0: client library)",
+    )
     add("--window", type=int, help="pairs, group: messages in flight per sender (8)")
     add("--size", type=int, help="message size in bytes (100)")
     add("--seconds", type=float, help="pairs, group: measured duration (10)")
@@ -110,6 +116,11 @@ def parser() -> argparse.ArgumentParser:
     add("--fill-sockets", type=int, help="history: sockets filling the chat (4)")
     add("--fill-window", type=int, help="history, reconnect: in flight per filling socket (32)")
     add("--synchronous", default="FULL", help="SQLite synchronous of the server")
+    add(
+        "--scylla",
+        metavar="HOST:PORT",
+        help="run the started server on ScyllaDB/Cassandra there (a throw-away keyspace)",
+    )
     add("--out", default=str(ROOT / "bench-results.jsonl"))
     return p
 
@@ -135,14 +146,18 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         args.server_cpu = lambda: float("nan")  # unknown: reported as null
         args.data_bytes = lambda: -1
         return await workload(args.url, args)
-    async with Server(args.synchronous, args.heartbeat_s) as server:
+    async with Server(args.synchronous, args.heartbeat_s, scylla=args.scylla) as server:
         assert server.proc is not None
         pid = server.proc.pid
         args.server_pid = pid
         args.server_cpu = lambda: process_cpu_seconds(pid)
         args.data_bytes = lambda: server.data_bytes
         result = await workload(server.url, args)
-        result["synchronous"] = args.synchronous
+        if args.scylla:
+            result["storage"] = f"scylla ({args.scylla})"
+        else:
+            result["storage"] = "sqlite"
+            result["synchronous"] = args.synchronous
         return result
 
 

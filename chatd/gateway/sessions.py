@@ -1,9 +1,13 @@
 """Open WebSocket sessions of this node, and delivery of events to them.
 
-Each session has a bounded send queue drained by one writer task. Publishing
-never waits: a session whose queue is full is closed (the client reconnects and
-resyncs from its watermarks), so one stuck client cannot slow the others or grow
-the server's memory. An event is encoded once, however many sockets it goes to.
+Each session has a bounded list of frames waiting to be written. Publishing
+never waits: it appends to that list, and one callback per event-loop turn (the
+``Outbox``) writes every session that has something waiting, each in one
+``writelines`` call, so a burst of events costs one system call per socket and
+no task per socket or per frame. A session whose list is full (a client that
+stopped reading) is closed: the client reconnects and resyncs from its
+watermarks, so one stuck client cannot slow the others or grow the server's
+memory. An event is encoded and framed once, however many sockets it goes to.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from chatd.core.auth import Caller
 from chatd.core.events import Event
@@ -29,12 +33,25 @@ CLOSE_TRY_AGAIN = 1013  # too slow to keep up: reconnect and resync
 CLOSE_RESTART = 1012  # server restarting
 CLOSE_GOING_AWAY = 1001  # silent for three heartbeat intervals
 CLOSE_WITHIN_S = 2.0  # a close handshake that takes longer is cut short
-MAX_COALESCED = 256  # frames written in one system call at most
-WRITE_BUFFER_HIGH = 256 * 1024  # bytes waiting in the kernel-side buffer before we pause
+WRITE_BUFFER_HIGH = 256 * 1024  # bytes waiting in the transport before we hold frames back
+PAUSED_RETRY_S = 0.005  # how soon a session held back by a full buffer is tried again
+
+
+class Transport(Protocol):
+    """What the outbox needs of a socket's transport (asyncio's or uvloop's)."""
+
+    def writelines(self, data: Iterable[bytes]) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+    def abort(self) -> None: ...
 
 
 def text_frame(payload: bytes) -> bytes:
-    """A complete server-to-client WebSocket text frame around ``payload``."""
+    """A complete server-to-client WebSocket text frame around ``payload``.
+
+    Final, unmasked, uncompressed (RFC 6455 5.2): the server side never masks,
+    and the socket is opened without per-message deflate.
+    """
     size = len(payload)
     if size < 126:
         return bytes((0x81, size)) + payload
@@ -43,8 +60,103 @@ def text_frame(payload: bytes) -> bytes:
     return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
 
 
+def as_transport(transport: Any) -> Transport | None:
+    """The transport if it can be written to directly (uvloop's is no asyncio.Transport)."""
+    if transport is None:
+        return None
+    needed = ("writelines", "get_write_buffer_size", "is_closing", "abort")
+    return transport if all(hasattr(transport, name) for name in needed) else None
+
+
+def _observe_many(metrics: Metrics, seconds: float, count: int) -> None:
+    """``count`` delivery-latency samples of one value: one bucket increment, not ``count``.
+
+    A fan-out to 256 sockets stamps 256 frames with the same accept time; observing
+    them one by one was a visible share of the delivery cost. Falls back to
+    ``observe`` if prometheus_client's Histogram internals ever change.
+    """
+    hist = metrics.delivery_latency
+    try:
+        hist._sum.inc(seconds * count)  # type: ignore[attr-defined]
+        for i, bound in enumerate(hist._upper_bounds):  # type: ignore[attr-defined]
+            if seconds <= bound:
+                hist._buckets[i].inc(count)  # type: ignore[attr-defined]
+                break
+    except AttributeError:
+        for _ in range(count):
+            hist.observe(seconds)
+
+
+class Outbox:
+    """Writes every session with frames waiting once per event-loop turn.
+
+    Frames queued while callbacks of one turn run (the results of one group
+    commit, the acks of one burst) go out together, one ``writelines`` per
+    socket. A socket whose transport holds more than ``WRITE_BUFFER_HIGH``
+    bytes (the client reads slowly) keeps its frames and is retried shortly;
+    its list is bounded, so a client that stops reading is cut off.
+    """
+
+    __slots__ = ("_dirty", "_handle", "_paused", "_retry")
+
+    def __init__(self) -> None:
+        self._dirty: list[Session] = []
+        self._paused: list[Session] = []
+        self._handle: asyncio.Handle | None = None
+        self._retry: asyncio.TimerHandle | None = None
+
+    def schedule(self, session: Session) -> None:
+        self._dirty.append(session)
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._handle = None
+        dirty, self._dirty = self._dirty, []
+        now = now_ms()
+        tally: dict[tuple[Metrics, int], int] = {}
+        for session in dirty:
+            try:
+                if session._write(now, tally):
+                    self._paused.append(session)
+            except Exception:  # never leave the others unwritten
+                log.exception("writing to device %s failed", session.caller.device_id)
+                session._drop()
+        for (metrics, stamp), count in tally.items():
+            metrics.messages_out.inc(count)
+            _observe_many(metrics, max(0, now - stamp) / 1000, count)
+        if self._paused and self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(PAUSED_RETRY_S, self._resume)
+
+    def _resume(self) -> None:
+        self._retry = None
+        paused, self._paused = self._paused, []
+        for session in paused:
+            self.schedule(session)
+
+
 class Session:
-    """One socket of one device."""
+    """One socket of one device.
+
+    Slots and lazily created lists keep an idle session small: it holds no
+    task and no queue, only a few references, until something is sent.
+    """
+
+    __slots__ = (
+        "_held",
+        "_max_frames",
+        "_metrics",
+        "_out",
+        "_outbox",
+        "_room",
+        "_stamps",
+        "_transport",
+        "caller",
+        "closing",
+        "last_active",
+        "syncing",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -52,59 +164,134 @@ class Session:
         caller: Caller,
         max_frames: int,
         metrics: Metrics,
-        transport: asyncio.Transport | None = None,
+        transport: Transport | None,
+        outbox: Outbox,
     ) -> None:
         self.ws = ws
         self._transport = transport
         self.caller = caller
         self._metrics = metrics
-        self._queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue(max_frames)
+        self._outbox = outbox
         self._max_frames = max_frames
+        #: Framed bytes waiting for the outbox; None when nothing waits. Not None
+        #: exactly while the session is scheduled with the outbox.
+        self._out: list[bytes] | None = None
+        #: Accept times (ms) of the new_message frames in ``_out``, for metrics.
+        self._stamps: list[int] | None = None
         #: While history is replayed, live new_message events wait here, so the
         #: device sees each chat's messages in seq order.
         self.syncing = True
-        self._held: list[tuple[Event, bytes]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._held: list[tuple[Event, bytes]] | None = None
+        #: Resolved when queued frames were written (the replay waits on it).
+        self._room: asyncio.Future[None] | None = None
         self.closing = False
         #: Loop time of the last frame received; the registry's sweep closes
         #: sessions silent for too long (one timer for all, not one a frame).
         self.last_active = asyncio.get_running_loop().time()
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop())
+        """Kept for symmetry with ``stop``; the outbox needs no per-session task."""
 
-    def offer(self, frame: bytes, event: Event | None = None) -> None:
-        """Queue a frame without waiting; a full queue closes the session."""
+    def offer(self, payload: bytes) -> None:
+        """Queue a frame for this socket alone (ack, error, hello) without waiting."""
+        if not self.closing:
+            self._push(text_frame(payload), 0)
+
+    def deliver(self, framed: bytes, event: Event) -> None:
+        """Queue an already framed event; held back while the replay runs."""
         if self.closing:
             return
-        if self.syncing and event is not None and event.chat_id is not None:
-            if len(self._held) >= self._max_frames:
+        if self.syncing and event.chat_id is not None:
+            held = self._held
+            if held is None:
+                held = self._held = []
+            if len(held) >= self._max_frames:
                 self._overflow()
             else:
-                self._held.append((event, frame))
+                held.append((event, framed))
             return
-        try:
-            self._queue.put_nowait((frame, event.created_at if event and event.chat_id else 0))
-        except asyncio.QueueFull:
-            self._overflow()
+        self._push(framed, event.created_at if event.chat_id is not None else 0)
 
-    async def put(self, frame: bytes, created_at: int = 0) -> None:
-        """Queue a frame, waiting for room (history replay paces itself this way)."""
+    def _push(self, framed: bytes, stamp: int) -> None:
+        out = self._out
+        if out is None:
+            out = self._out = []
+            self._outbox.schedule(self)
+        elif len(out) >= self._max_frames:
+            self._overflow()
+            return
+        out.append(framed)
+        if stamp:
+            stamps = self._stamps
+            if stamps is None:
+                self._stamps = [stamp]
+            else:
+                stamps.append(stamp)
+
+    async def put(self, payload: bytes, created_at: int = 0) -> None:
+        """Queue a frame, waiting for room first (history replay paces itself this way).
+
+        It leaves half of the queue to live frames (acks, receipts), so a long
+        replay to a slow reader cannot crowd them out.
+        """
+        limit = self._max_frames // 2
+        while not self.closing and self._out is not None and len(self._out) >= limit:
+            if self._room is None:
+                self._room = asyncio.get_running_loop().create_future()
+            await self._room
         if not self.closing:
-            await self._queue.put((frame, created_at))
+            self._push(text_frame(payload), created_at)
+
+    def _write(self, now: int, tally: dict[tuple[Metrics, int], int]) -> bool:
+        """Write what waits; True if the transport is too full and it must wait."""
+        out, transport = self._out, self._transport
+        if out is None:
+            return False
+        if self.closing or transport is None or transport.is_closing():
+            self._drop()
+            return False
+        if transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
+            return True  # the client reads slowly: keep the frames, try again shortly
+        stamps = self._stamps
+        self._out = self._stamps = None
+        try:
+            transport.writelines(out)
+        except (ConnectionError, RuntimeError):
+            self._drop()
+            return False
+        if stamps:
+            metrics = self._metrics
+            for stamp in stamps:
+                key = (metrics, stamp)
+                tally[key] = tally.get(key, 0) + 1
+        self._wake()
+        return False
+
+    def _drop(self) -> None:
+        self._out = self._stamps = None
+        self._wake()
+
+    def _wake(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            if not room.done():
+                room.set_result(None)
 
     def end_sync(self, replayed: dict[str, int]) -> None:
         """Replay is done: release held live events it did not already cover."""
         self.syncing = False
-        held, self._held = self._held, []
-        for event, frame in held:
+        held, self._held = self._held, None
+        for event, framed in held or ():
             if event.seq > replayed.get(event.chat_id or "", 0):
-                self.offer(frame, event)
+                self.deliver(framed, event)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing:
             return
         self.closing = True
+        self._held = None
+        self._wake()
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -126,63 +313,30 @@ class Session:
         log.info("closing slow connection of device %s", self.caller.device_id)
         self.close(CLOSE_TRY_AGAIN, "send queue full; reconnect to resync")
 
-    async def _write_loop(self) -> None:
-        """Drain the queue, writing every frame that is ready in one system call.
-
-        Frames are framed here (text, final, unmasked, uncompressed: RFC 6455
-        5.2) when the socket's transport is at hand, so a burst of N events
-        costs one ``writev`` instead of N writes; otherwise aiohttp frames them.
-        """
-        ws, queue, transport = self.ws, self._queue, self._transport
-        latency, out = self._metrics.delivery_latency, self._metrics.messages_out
-        try:
-            while True:
-                frame, created_at = await queue.get()
-                if self.closing or ws.closed:
-                    return
-                if transport is None:
-                    await ws.send_frame(frame, WSMsgType.TEXT)
-                    stamps = [created_at]
-                else:
-                    chunks, stamps = [text_frame(frame)], [created_at]
-                    while len(chunks) < MAX_COALESCED and not queue.empty():
-                        frame, created_at = queue.get_nowait()
-                        chunks.append(text_frame(frame))
-                        stamps.append(created_at)
-                    if transport.is_closing():
-                        return
-                    transport.writelines(chunks)
-                    while transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
-                        if transport.is_closing():  # the client reads slowly: wait for it
-                            return
-                        await asyncio.sleep(0.005)
-                now = now_ms()
-                for stamp in stamps:
-                    if stamp:
-                        out.inc()
-                        latency.observe(max(0, now - stamp) / 1000)
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            pass
-
     async def flush(self, within: float) -> None:
         """Wait (bounded) until the queue is written, e.g. a final ``reconnect`` frame."""
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(within):
-                while not self._queue.empty() and not self.ws.closed:  # noqa: ASYNC110
+                while self._out is not None and not self.ws.closed:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        """The socket is done: drop whatever still waits and wake a waiting replay."""
+        self.closing = True
+        self._held = None
+        self._drop()
 
 
 class SessionRegistry:
     """This node's sessions by user and device; the local ``EventSink``."""
 
     def __init__(self) -> None:
-        self._by_user: dict[str, dict[str, set[Session]]] = {}
+        #: user -> device -> its sessions (a tuple: almost always one, and a
+        #: 1-tuple is a fifth of an empty set, per idle socket).
+        self._by_user: dict[str, dict[str, tuple[Session, ...]]] = {}
+        self._count = 0
+        #: Writes every session's waiting frames once per loop turn.
+        self.outbox = Outbox()
         #: Clean-ups of closed connections still running; shutdown waits for them
         #: so they finish before the storage closes.
         self.cleanups: set[asyncio.Future[None]] = set()
@@ -191,7 +345,9 @@ class SessionRegistry:
 
     def add(self, session: Session) -> None:
         devices = self._by_user.setdefault(session.caller.user_id, {})
-        devices.setdefault(session.caller.device_id, set()).add(session)
+        device_id = session.caller.device_id
+        devices[device_id] = (*devices.get(device_id, ()), session)
+        self._count += 1
         if self.closing:  # it upgraded while shutdown began: send it away too
             session.offer(_goodbye())
             session.close(CLOSE_RESTART, "server restarting")
@@ -200,32 +356,37 @@ class SessionRegistry:
         devices = self._by_user.get(session.caller.user_id)
         if not devices:
             return
-        sessions = devices.get(session.caller.device_id)
-        if sessions is not None:
-            sessions.discard(session)
-            if not sessions:
-                del devices[session.caller.device_id]
+        device_id = session.caller.device_id
+        sessions = devices.get(device_id)
+        if sessions is not None and session in sessions:
+            self._count -= 1
+            left = tuple(s for s in sessions if s is not session)
+            if left:
+                devices[device_id] = left
+            else:
+                del devices[device_id]
         if not devices:
             del self._by_user[session.caller.user_id]
 
     def __len__(self) -> int:
-        return sum(len(s) for d in self._by_user.values() for s in d.values())
+        return self._count
 
     def publish(
         self, user_ids: Iterable[str], event: Event, *, skip_device: str | None = None
     ) -> None:
-        frame: bytes | None = None
+        framed: bytes | None = None
+        by_user = self._by_user
         for user_id in user_ids:
-            devices = self._by_user.get(user_id)
+            devices = by_user.get(user_id)
             if not devices:
                 continue
-            if frame is None:
-                frame = encode(event.type, event.data)
+            if framed is None:
+                framed = text_frame(encode(event.type, event.data))
             for device_id, sessions in devices.items():
                 if device_id == skip_device:
                     continue
                 for session in sessions:
-                    session.offer(frame, event)
+                    session.deliver(framed, event)
 
     def disconnect_devices(self, device_ids: Iterable[str], reason: str) -> None:
         wanted = set(device_ids)

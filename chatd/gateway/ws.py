@@ -2,7 +2,8 @@
 
 Frames are checked in arrival order; message commits then run side by side so
 that a client with several messages in flight shares group commits instead of
-waiting for one fsync per message.
+waiting for one fsync per message. A commit or receipt in flight is a callback
+on its storage future, not a task: the services answer through ``_Answer``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from aiohttp import WSMsgType, web
 
 from chatd.core.errors import ChatdError, bad_request
 from chatd.core.ids import format_ts, now_ms
-from chatd.core.models import MessageDraft
+from chatd.core.models import Appended
 from chatd.core.views import ack_view
 from chatd.gateway.context import Services, services
 from chatd.gateway.errors import classify
 from chatd.gateway.http import bearer_token
-from chatd.gateway.sessions import Session, encode
+from chatd.gateway.sessions import Session, as_transport, encode
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 256
@@ -46,16 +47,29 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
     except ConnectionError:  # the client hung up during the handshake: nothing to do
         return ws
-    transport = request.transport
+    _drop_http_parser(request)
     session = Session(
         ws,
         caller,
         svc.sessions_queue_frames,
         svc.metrics,
-        transport if isinstance(transport, asyncio.Transport) else None,
+        as_transport(request.transport),
+        svc.sessions.outbox,
     )
     await Connection(svc, session).run()
     return ws
+
+
+def _drop_http_parser(request: web.Request) -> None:
+    """Free the upgraded connection's HTTP parser (~0.8 KB a socket, never used again).
+
+    After the upgrade aiohttp feeds bytes to the WebSocket reader only; every
+    later use of ``_parser`` checks for None (aiohttp 3.10-3.14), as after a
+    lost connection. Skipped if the attribute is not there.
+    """
+    protocol = request.protocol
+    if getattr(protocol, "_upgraded", False) and getattr(protocol, "_parser", None) is not None:
+        protocol._parser = None
 
 
 def _check_origin(request: web.Request, allowed: list[str]) -> None:
@@ -69,11 +83,27 @@ def _check_origin(request: web.Request, allowed: list[str]) -> None:
 
 
 class Connection:
+    __slots__ = (
+        "_drained",
+        "_in_flight",
+        "_messages_in",
+        "_replay_task",
+        "caller",
+        "session",
+        "svc",
+    )
+
     def __init__(self, svc: Services, session: Session) -> None:
         self.svc = svc
         self.session = session
         self.caller = session.caller
-        self._in_flight: set[asyncio.Task[None]] = set()
+        #: Commits and receipts submitted and not yet answered.
+        self._in_flight = 0
+        #: Resolved when ``_in_flight`` drops below the limit (the reader waits on
+        #: it at the limit, the clean-up until nothing is in flight).
+        self._drained: asyncio.Future[None] | None = None
+        self._messages_in: Any = None  # the "ws" child of the counter, looked up once
+        self._replay_task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         svc, session = self.svc, self.session
@@ -92,25 +122,34 @@ class Connection:
             )
         )
         session.start()
-        replay = asyncio.create_task(self._replay())
+        # Held in a slot only while it runs: a finished task is dead weight on
+        # every idle socket.
+        self._replay_task = replay = asyncio.create_task(self._replay())
+        replay.add_done_callback(self._replayed)
+        del replay
         try:
             await svc.presence.connected(self.caller.user_id)
-            await self._receive_loop()
+            await self._receive_loop(session)
         finally:
             # The handler may be cancelled when the peer vanishes; the clean-up
             # (publishing stored messages, presence) must run to its end anyway.
-            cleanup = asyncio.ensure_future(self._clean_up(replay))
+            cleanup = asyncio.ensure_future(self._clean_up())
             svc.sessions.cleanups.add(cleanup)
             cleanup.add_done_callback(svc.sessions.cleanups.discard)
             await asyncio.shield(cleanup)
 
-    async def _clean_up(self, replay: asyncio.Task[None]) -> None:
+    def _replayed(self, task: asyncio.Task[None]) -> None:
+        self._replay_task = None
+
+    async def _clean_up(self) -> None:
         svc, session = self.svc, self.session
-        replay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await replay
-        if self._in_flight:  # stored messages still get published
-            await asyncio.wait(self._in_flight)
+        replay = self._replay_task
+        if replay is not None:
+            replay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replay
+        while self._in_flight:  # stored messages still get published
+            await self._wait_drained()
         svc.sessions.remove(session)
         svc.metrics.connections.dec()
         await session.stop()
@@ -130,8 +169,7 @@ class Connection:
         finally:
             self.session.end_sync(replayed)
 
-    async def _receive_loop(self) -> None:
-        session = self.session
+    async def _receive_loop(self, session: Session) -> None:
         ws = session.ws
         clock = asyncio.get_running_loop().time
         while True:
@@ -139,6 +177,8 @@ class Connection:
             session.last_active = clock()
             if msg.type is WSMsgType.TEXT:
                 await self._on_text(msg.data)
+                if self._in_flight >= MAX_IN_FLIGHT:  # back-pressure: stop reading a while
+                    await self._wait_drained()
             elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.PONG:
@@ -166,9 +206,12 @@ class Connection:
                 raise bad_request("data must be a JSON object")
             if kind == "send_message":
                 draft = await self.svc.messages.prepare(self.caller, data)
-                self._spawn(self._commit(frame_id, draft))
-            elif kind in ("delivery_receipt", "read_receipt"):
-                self._spawn(self._receipt(frame_id, data, kind))
+                self._in_flight += 1
+                self.svc.messages.submit(self.caller, draft, _Answer(self, frame_id, True))
+            elif kind == "delivery_receipt" or kind == "read_receipt":
+                which = "delivered" if kind == "delivery_receipt" else "read"
+                self._in_flight += 1
+                self.svc.receipts.submit(self.caller, data, which, _Answer(self, frame_id, False))
             elif kind == "typing_indicator":
                 await self.svc.presence.typing(self.caller, data)
                 self._ack(frame_id, {})
@@ -178,32 +221,21 @@ class Connection:
                 raise bad_request(f"unknown frame type: {str(kind)[:40]}")
         except Exception as exc:
             self._error(frame_id, exc)
-        if len(self._in_flight) >= MAX_IN_FLIGHT:  # back-pressure: stop reading for a while
-            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
 
-    async def _commit(self, frame_id: Any, draft: MessageDraft) -> None:
-        try:
-            appended = await self.svc.messages.commit(self.caller, draft)
-        except Exception as exc:
-            self._error(frame_id, exc)
-            return
-        if appended.created:
-            self.svc.metrics.messages_in.labels("ws").inc()
-        self._ack(frame_id, ack_view(appended.message))
+    def _answered(self) -> None:
+        """One submitted commit or receipt was answered; wake a reader or clean-up waiting."""
+        self._in_flight -= 1
+        drained = self._drained
+        if drained is not None and self._in_flight < MAX_IN_FLIGHT:
+            self._drained = None
+            if not drained.done():
+                drained.set_result(None)
 
-    async def _receipt(self, frame_id: Any, data: dict[str, Any], kind: str) -> None:
-        try:
-            which = "delivered" if kind == "delivery_receipt" else "read"
-            await self.svc.receipts.receipt(self.caller, data, which)
-        except Exception as exc:
-            self._error(frame_id, exc)
-            return
-        self._ack(frame_id, {})
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+    async def _wait_drained(self) -> None:
+        # A waiter cancelled with the handler is done: the clean-up needs a new one.
+        if self._drained is None or self._drained.done():
+            self._drained = asyncio.get_running_loop().create_future()
+        await self._drained
 
     def _ack(self, frame_id: Any, data: dict[str, Any]) -> None:
         if frame_id is not None:
@@ -216,3 +248,35 @@ class Connection:
         if error.retry_after:
             data["retry_after_ms"] = int(error.retry_after * 1000) + 1
         self.session.offer(encode("error", data, frame_id, with_id=True))
+
+
+class _Answer:
+    """The reply to one ``send_message`` or receipt frame, called once by the service.
+
+    A small object instead of a task per frame: the service calls it from its
+    storage future's callback once the write is durable (or failed).
+    """
+
+    __slots__ = ("conn", "frame_id", "is_send")
+
+    def __init__(self, conn: Connection, frame_id: Any, is_send: bool) -> None:
+        self.conn = conn
+        self.frame_id = frame_id
+        self.is_send = is_send
+
+    def __call__(self, result: Any, exc: BaseException | None) -> None:
+        conn = self.conn
+        try:
+            if exc is not None:
+                conn._error(self.frame_id, exc)
+            elif self.is_send:
+                appended: Appended = result
+                if appended.created:
+                    if conn._messages_in is None:
+                        conn._messages_in = conn.svc.metrics.messages_in.labels("ws")
+                    conn._messages_in.inc()
+                conn._ack(self.frame_id, ack_view(appended.message))
+            else:
+                conn._ack(self.frame_id, {})
+        finally:
+            conn._answered()

@@ -13,6 +13,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -129,18 +130,31 @@ def loopback_url(url: str) -> tuple[str, int]:
 class Server:
     """A ``chatd serve`` child on loopback with a throw-away data directory."""
 
-    def __init__(self, synchronous: str, heartbeat_s: float | None = None) -> None:
+    def __init__(
+        self, synchronous: str, heartbeat_s: float | None = None, *, scylla: str | None = None
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="chatd-bench-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.scylla = scylla
+        self.keyspace = f"chatd_bench_{uuid.uuid4().hex[:12]}"
         beat = f"heartbeat_s = {heartbeat_s}\n" if heartbeat_s else ""
-        (self.dir / "chatd.toml").write_text(
-            f'[server]\ndata_dir = "{self.dir / "data"}"\n{beat}'
-            f'[storage.sqlite]\nsynchronous = "{synchronous}"\n'
-            # Cheap password hashing only speeds up creating the bench users.
+        storage = f'[storage.sqlite]\nsynchronous = "{synchronous}"\n'
+        if scylla:
+            host, _, port = scylla.rpartition(":")
+            storage = (
+                '[storage]\nbackend = "scylla"\n'
+                f'[storage.scylla]\ncontact_points = ["{host}"]\nport = {int(port)}\n'
+                f'keyspace = "{self.keyspace}"\n'
+            )
+        # Cheap password hashing only speeds up creating the bench users.
+        rest = (
             "[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 1024\nargon2_parallelism = 1\n"
             "[limits]\nmessages_per_second = 0\nlogin_attempts_per_minute = 100000\n"
             '[log]\nlevel = "warning"\n'
+        )
+        (self.dir / "chatd.toml").write_text(
+            f'[server]\ndata_dir = "{self.dir / "data"}"\n{beat}{storage}{rest}'
         )
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -183,6 +197,18 @@ class Server:
                 self.proc.kill()
                 await self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.scylla:
+            await asyncio.to_thread(self._drop_keyspace)
+
+    def _drop_keyspace(self) -> None:
+        from cassandra.cluster import Cluster
+
+        host, _, port = (self.scylla or "").rpartition(":")
+        cluster = Cluster([host], port=int(port))
+        try:
+            cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}", timeout=120)
+        finally:
+            cluster.shutdown()
 
 
 async def make_users(

@@ -49,7 +49,7 @@ from benchlib.rawws import PING, IdleSocket, open_idle, source_addresses
 
 
 class WorkerProc:
-    """One ``benchlib.idleworker`` child, spoken to one JSON line at a time."""
+    """One ``benchlib.idleworker`` (or other worker module) child, one JSON line at a time."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -57,11 +57,11 @@ class WorkerProc:
         self.busy = False  # a command is under way: it cannot take "close" until done
 
     @classmethod
-    async def start(cls) -> WorkerProc:
+    async def start(cls, module: str = "benchlib.idleworker") -> WorkerProc:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "benchlib.idleworker",
+            module,
             cwd=ROOT / "scripts",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -78,10 +78,10 @@ class WorkerProc:
             line = await self.proc.stdout.readline()
         self.busy = False
         if not line:
-            raise RuntimeError(f"idle worker {self.proc.pid} exited ({self.proc.returncode})")
+            raise RuntimeError(f"worker {self.proc.pid} exited ({self.proc.returncode})")
         reply = json.loads(line)
         if "error" in reply:
-            raise RuntimeError(f"idle worker {self.proc.pid}: {reply['error']}")
+            raise RuntimeError(f"worker {self.proc.pid}: {reply['error']}")
         self.cpu = float(reply["cpu"])
         return reply
 

@@ -150,8 +150,12 @@ async def open_idle(
     source: str,
     on_text: Callable[[IdleSocket, bytes], None] | None = None,
     within: float = 30.0,
+    protocol: Callable[[bytes], IdleSocket] | None = None,
 ) -> IdleSocket:
     """Connect from ``source`` (a 127.x address), upgrade, and wait for the hello.
+
+    ``protocol`` makes the socket's protocol from the upgrade request (a subclass
+    of IdleSocket); by default an IdleSocket that hands text frames to ``on_text``.
 
     IP_BIND_ADDRESS_NO_PORT lets the kernel pick the source port at connect time,
     per (source, destination) pair, so each source address has its own ~28k ports.
@@ -165,9 +169,9 @@ async def open_idle(
         sock.setblocking(False)
         async with asyncio.timeout(within):
             await loop.sock_connect(sock, (host, port))
-            _, proto = await loop.create_connection(
-                lambda: IdleSocket(upgrade_request(host, port, token), on_text), sock=sock
-            )
+            request = upgrade_request(host, port, token)
+            make = protocol or (lambda request: IdleSocket(request, on_text))
+            _, proto = await loop.create_connection(lambda: make(request), sock=sock)
             await proto.hello
     except BaseException:
         if proto is None:

@@ -58,6 +58,13 @@ class ChatService:
                 self._member_ids.popitem(last=False)
         return ids
 
+    def cached_member_ids(self, chat_id: str) -> frozenset[str] | None:
+        """The cached member ids, or None: lets a hot path skip a coroutine when cached."""
+        ids = self._member_ids.get(chat_id)
+        if ids is not None:
+            self._member_ids.move_to_end(chat_id)
+        return ids
+
     def forget(self, chat_id: str) -> None:
         """Drop a chat's cached membership after it changed."""
         self._member_ids.pop(chat_id, None)

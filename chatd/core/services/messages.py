@@ -8,6 +8,7 @@ and publishes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,13 +16,20 @@ from chatd.core import validate
 from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, bad_request
 from chatd.core.events import Event
-from chatd.core.models import MESSAGE_TYPES, Appended, MessageDraft, WatermarkResult
+from chatd.core.models import (
+    MESSAGE_TYPES,
+    Appended,
+    Media,
+    Message,
+    MessageDraft,
+    WatermarkResult,
+)
 from chatd.core.ports.events import EventSink
 from chatd.core.ports.storage import Storage
 from chatd.core.ratelimit import TokenBucket
 from chatd.core.services.chats import ChatService
 from chatd.core.services.media import MediaService
-from chatd.core.services.receipts import ReceiptService
+from chatd.core.services.receipts import ReceiptService, Reply, spawn
 from chatd.core.views import message_view
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,8 @@ class MessageService:
         self._receipts = receipts
         self._media = media
         self._max_bytes = max_message_bytes
+        self._append_nowait = getattr(storage.messages, "append_nowait", None)
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._rate = TokenBucket(
             messages_per_second, max(1.0, messages_per_second * 2), what="messages"
         )
@@ -106,25 +116,96 @@ class MessageService:
         """Store the draft (the durability point), then publish it if it is new."""
         appended = await self._storage.messages.append(draft)
         if appended.created:
-            message = appended.message
-            members = await self._chats.member_ids(message.chat_id)
-            media = await self._storage.media.get(message.media_id) if message.media_id else None
-            event = Event(
-                "new_message",
-                message_view(message, media=media),
-                chat_id=message.chat_id,
-                seq=message.seq,
-                created_at=message.created_at,
-            )
-            self._sink.publish(members, event, skip_device=caller.device_id)
-            await self._announce_implicit_read(caller, appended)
+            await self._after_append(caller, appended)
         return appended
+
+    def submit(self, caller: Caller, draft: MessageDraft, reply: Reply) -> None:
+        """``commit`` for the WebSocket: ``reply(appended, None)`` once stored and published.
+
+        With a store that hands out the append's future (``append_nowait``),
+        the common case (members cached, no media, no earlier message of
+        someone else left unread) publishes from that future's callback: no
+        task and no coroutine per message. Everything else runs ``commit``'s
+        path in a task.
+        """
+        if self._append_nowait is None:
+            spawn(self._tasks, self.commit(caller, draft), reply)
+            return
+        try:
+            future = self._append_nowait(draft)
+        except Exception as exc:
+            reply(None, exc)
+            return
+        future.add_done_callback(lambda f: self._appended(caller, f, reply))
+
+    def _appended(self, caller: Caller, future: asyncio.Future[Appended], reply: Reply) -> None:
+        if future.cancelled():
+            reply(None, ChatdError("unavailable", "storage is closed"))
+            return
+        if (exc := future.exception()) is not None:
+            reply(None, exc)
+            return
+        appended = future.result()
+        if not appended.created:
+            reply(appended, None)
+            return
+        try:
+            done = self._publish_now(caller, appended)
+        except Exception as exc:
+            reply(None, exc)
+            return
+        if done:
+            reply(appended, None)
+        else:
+            spawn(self._tasks, self._after_append(caller, appended), reply)
+
+    def _publish_now(self, caller: Caller, appended: Appended) -> bool:
+        """Publish without waiting, if nothing needs storage; False if it does."""
+        message = appended.message
+        if message.media_id is not None or self._covers_unread(appended):
+            return False
+        members = self._chats.cached_member_ids(message.chat_id)
+        if members is None:
+            return False
+        self._receipts.remember(message)
+        self._sink.publish(members, self._event(message, None), skip_device=caller.device_id)
+        return True
+
+    async def _after_append(self, caller: Caller, appended: Appended) -> Appended:
+        """Publish a newly stored message, then announce the reads its sending implies."""
+        message = appended.message
+        self._receipts.remember(message)
+        members = await self._chats.member_ids(message.chat_id)
+        media = await self._storage.media.get(message.media_id) if message.media_id else None
+        self._sink.publish(members, self._event(message, media), skip_device=caller.device_id)
+        await self._announce_implicit_read(caller, appended)
+        return appended
+
+    @staticmethod
+    def _event(message: Message, media: Media | None) -> Event:
+        return Event(
+            "new_message",
+            message_view(message, media=media),
+            chat_id=message.chat_id,
+            seq=message.seq,
+            created_at=message.created_at,
+        )
+
+    @staticmethod
+    def _covers_unread(appended: Appended) -> bool:
+        """Whether this send raised the sender's read watermark over others' messages."""
+        message, read = appended.message, appended.previous_read_seq
+        delivered = appended.previous_delivered_seq
+        return read is not None and delivered is not None and read < message.seq - 1
 
     async def _announce_implicit_read(self, caller: Caller, appended: Appended) -> None:
         """Replying reads the chat: tell the senders of what it covered, as a receipt would."""
-        message, read = appended.message, appended.previous_read_seq
-        delivered = appended.previous_delivered_seq
-        if read is None or delivered is None or read >= message.seq - 1:
+        if not self._covers_unread(appended):
             return  # nothing from anyone else was unread
+        message = appended.message
+        read, delivered = appended.previous_read_seq, appended.previous_delivered_seq
+        assert read is not None and delivered is not None
         result = WatermarkResult(delivered, message.seq, read, message.seq)
-        await self._receipts.announce(caller, message, result)
+        await self._receipts.announce(
+            caller, message.chat_id, message.seq, message.message_id, result
+        )

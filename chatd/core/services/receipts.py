@@ -3,15 +3,25 @@
 A receipt for seq n covers every message up to n; a lower one than recorded
 changes nothing and tells nobody. When a member's watermark moves, the senders of
 the newly covered messages and the member's own other devices are told.
+
+The hot path costs one write and no read: the messages this process stored
+recently are remembered (``RecentMessages``: per chat, seq -> id and sender),
+so a receipt for a just-delivered message finds its seq, and the senders it
+covers, in memory; the receipts of one event-loop turn share one storage call.
+Anything the memory does not cover is read from storage as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from chatd.core import validate
 from chatd.core.auth import Caller
-from chatd.core.errors import bad_request, not_found
+from chatd.core.errors import ChatdError, bad_request, not_found
 from chatd.core.events import Event
 from chatd.core.ids import format_ts, now_ms
 from chatd.core.models import Message, WatermarkMove, WatermarkResult
@@ -20,7 +30,113 @@ from chatd.core.ports.storage import Storage
 from chatd.core.services.chats import ChatService
 from chatd.core.views import visible_last_seq
 
+log = logging.getLogger(__name__)
+
 Kind = Literal["delivered", "read"]
+#: How a submitted frame is answered: ``reply(result, None)`` or ``reply(None, error)``.
+Reply = Callable[[Any, BaseException | None], None]
+
+
+class _Window:
+    """Consecutive seqs of one chat from ``base``: each slot (message_id, sender_id) or None."""
+
+    __slots__ = ("base", "ids", "senders")
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.ids: list[str | None] = []
+        self.senders: list[str | None] = []
+
+
+class RecentMessages:
+    """The last messages of recently active chats, as stored: seq -> (message_id, sender).
+
+    Messages never change once stored, so whatever is remembered stays true; a
+    seq that was not seen here (another node's, a group change, one evicted) is
+    simply unknown, and a question touching it gets None: ask storage. Bounded:
+    2 x ``per_chat`` seqs per chat (trimmed back to ``per_chat``), ``slots`` seqs
+    in all (the least recently written chats dropped first): at most ~13 MB.
+    """
+
+    def __init__(self, *, per_chat: int = 64, slots: int = 131_072) -> None:
+        self._per_chat = per_chat
+        self._max_slots = slots
+        self._slots = 0  # slots held over all chats
+        self._chats: OrderedDict[str, _Window] = OrderedDict()
+
+    def record(self, chat_id: str, seq: int, message_id: str, sender_id: str) -> None:
+        window = self._chats.get(chat_id)
+        if window is None:
+            window = self._chats[chat_id] = _Window(seq)
+        else:
+            self._chats.move_to_end(chat_id)
+        index = seq - window.base
+        size = len(window.ids)
+        if index < 0:
+            return  # older than what is kept
+        if index < size:
+            window.ids[index] = message_id
+            window.senders[index] = sender_id
+            return
+        if index - size >= self._per_chat:  # far ahead: start over from it
+            self._slots -= size
+            window.base, window.ids, window.senders = seq, [], []
+        else:  # seqs in between are unknown (not stored through this process)
+            gap = index - size
+            window.ids += [None] * gap
+            window.senders += [None] * gap
+            self._slots += gap
+        window.ids.append(message_id)
+        window.senders.append(sender_id)
+        self._slots += 1
+        if len(window.ids) > 2 * self._per_chat:
+            drop = len(window.ids) - self._per_chat
+            del window.ids[:drop]
+            del window.senders[:drop]
+            window.base += drop
+            self._slots -= drop
+        while self._slots > self._max_slots and len(self._chats) > 1:
+            _, oldest = self._chats.popitem(last=False)
+            self._slots -= len(oldest.ids)
+
+    def find(self, chat_id: str, message_id: str) -> int | None:
+        """The seq of ``message_id`` in the chat, if remembered."""
+        window = self._chats.get(chat_id)
+        if window is None:
+            return None
+        ids = window.ids
+        start = max(0, len(ids) - 16)  # receipts are nearly always for the newest
+        try:
+            return window.base + ids.index(message_id, start)
+        except ValueError:
+            pass
+        try:
+            return window.base + ids.index(message_id, 0, start)
+        except ValueError:
+            return None
+
+    def message_id(self, chat_id: str, seq: int) -> str | None:
+        window = self._chats.get(chat_id)
+        if window is None:
+            return None
+        index = seq - window.base
+        return window.ids[index] if 0 <= index < len(window.ids) else None
+
+    def senders(self, chat_id: str, low: int, high: int) -> set[str] | None:
+        """The senders of seqs ``low < seq <= high``, or None unless all are remembered."""
+        window = self._chats.get(chat_id)
+        if window is None or high <= low:
+            return None if window is None else set()
+        start, stop = low + 1 - window.base, high + 1 - window.base
+        if start < 0 or stop > len(window.senders):
+            return None
+        found = set(window.senders[start:stop])
+        if None in found:
+            return None
+        return found  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return self._slots
 
 
 class ReceiptService:
@@ -28,6 +144,15 @@ class ReceiptService:
         self._storage = storage
         self._chats = chats
         self._sink = sink
+        self.recent = RecentMessages()
+        # Receipts of one loop turn, stored with one ``advance`` call.
+        self._moves: list[WatermarkMove] = []
+        self._waiting: list[Callable[[WatermarkResult | None, BaseException | None], None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def remember(self, message: Message) -> None:
+        """A message this process just stored: later receipts for it need no read."""
+        self.recent.record(message.chat_id, message.seq, message.message_id, message.sender_id)
 
     async def receipt(self, caller: Caller, data: Any, kind: Kind) -> None:
         """A ``delivery_receipt`` or ``read_receipt`` frame: ``{chat_id, message_id}``."""
@@ -39,10 +164,49 @@ class ReceiptService:
             _, me, _ = await self._chats.access(caller, chat_id)
         else:
             me = None
-        message = await self._storage.messages.get(chat_id, message_id)
-        if message is None or (me is not None and not me.sees(message.seq)):
+        seq = self.recent.find(chat_id, message_id)
+        if seq is None:
+            message = await self._storage.messages.get(chat_id, message_id)
+            if message is None:
+                raise not_found("message not found")
+            seq = message.seq
+        if me is not None and not me.sees(seq):
             raise not_found("message not found")
-        await self._advance(caller, message, kind)
+        await self._advance(caller, chat_id, seq, message_id, kind)
+
+    def submit(self, caller: Caller, data: Any, kind: Kind, reply: Reply) -> None:
+        """``receipt`` for the WebSocket: answers through ``reply`` once the watermark is stored.
+
+        A receipt by a current member for a remembered message is validated in
+        place and queued with the other receipts of this loop turn; anything
+        else takes the general path in a task.
+        """
+        try:
+            chat_id, message_id = _ids(data)
+            members = self._chats.cached_member_ids(chat_id)
+            seq = None
+            if members is not None and caller.user_id in members:
+                seq = self.recent.find(chat_id, message_id)
+        except Exception as exc:
+            reply(None, exc)
+            return
+        if seq is None:
+            self._spawn(self.receipt(caller, data, kind), reply)
+            return
+        move = _move(caller, chat_id, seq, kind)
+
+        def stored(result: WatermarkResult | None, exc: BaseException | None) -> None:
+            if exc is None and result is None:
+                exc = not_found("chat not found")
+            if exc is not None:
+                reply(None, exc)
+            elif self._announce_now(caller, chat_id, seq, message_id, result):  # type: ignore[arg-type]
+                reply(None, None)
+            else:
+                coro = self.announce(caller, chat_id, seq, message_id, result)  # type: ignore[arg-type]
+                self._spawn(coro, reply)
+
+        self._queue(move, stored)
 
     async def mark_read(self, caller: Caller, chat_id: str, data: Any) -> None:
         """``POST /chats/{id}/read {seq}``: the same effect as a ``read_receipt``."""
@@ -51,44 +215,173 @@ class ReceiptService:
         chat, me, _ = await self._chats.access(caller, chat_id)
         if seq > visible_last_seq(chat, me):
             raise bad_request("seq is beyond the chat's last message")
-        message = await self._storage.messages.at_seq(chat_id, seq)
-        if message is None:
-            raise not_found("message not found")
-        await self._advance(caller, message, "read")
+        message_id = self.recent.message_id(chat_id, seq)
+        if message_id is None:
+            message = await self._storage.messages.at_seq(chat_id, seq)
+            if message is None:
+                raise not_found("message not found")
+            message_id = message.message_id
+        await self._advance(caller, chat_id, seq, message_id, "read")
 
-    async def _advance(self, caller: Caller, message: Message, kind: Kind) -> None:
-        move = WatermarkMove(
-            chat_id=message.chat_id,
-            user_id=caller.user_id,
-            device_id=caller.device_id if kind == "delivered" else None,
-            delivered_seq=message.seq if kind == "delivered" else 0,
-            read_seq=message.seq if kind == "read" else 0,
-        )
-        (result,) = await self._storage.receipts.advance([move])
+    async def _advance(
+        self, caller: Caller, chat_id: str, seq: int, message_id: str, kind: Kind
+    ) -> None:
+        (result,) = await self._storage.receipts.advance([_move(caller, chat_id, seq, kind)])
         if result is None:
             raise not_found("chat not found")
-        await self.announce(caller, message, result)
+        await self.announce(caller, chat_id, seq, message_id, result)
 
-    async def announce(self, caller: Caller, message: Message, result: WatermarkResult) -> None:
-        """Tell the senders of newly covered messages, and the caller's other devices."""
+    def _queue(
+        self,
+        move: WatermarkMove,
+        done: Callable[[WatermarkResult | None, BaseException | None], None],
+    ) -> None:
+        if not self._moves:
+            asyncio.get_running_loop().call_soon(self._store_queued)
+        self._moves.append(move)
+        self._waiting.append(done)
+
+    def _store_queued(self) -> None:
+        moves, self._moves = self._moves, []
+        waiting, self._waiting = self._waiting, []
+        start = getattr(self._storage.receipts, "advance_nowait", None)
+        try:
+            future: asyncio.Future[Any] = (
+                start(moves)
+                if start is not None
+                else asyncio.ensure_future(self._storage.receipts.advance(moves))
+            )
+        except Exception as exc:
+            for done in waiting:
+                done(None, exc)
+            return
+
+        def stored(future: asyncio.Future[Any]) -> None:
+            if future.cancelled():
+                error: BaseException | None = ChatdError("unavailable", "storage is closed")
+            else:
+                error = future.exception()
+            results = [None] * len(waiting) if error is not None else future.result()
+            for done, result in zip(waiting, results, strict=True):
+                try:
+                    done(result, error)
+                except Exception:
+                    log.exception("answering a receipt failed")
+
+        future.add_done_callback(stored)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], reply: Reply) -> None:
+        spawn(self._tasks, coro, reply)
+
+    async def announce(
+        self, caller: Caller, chat_id: str, seq: int, message_id: str, result: WatermarkResult
+    ) -> None:
+        """Tell the senders of newly covered messages, and the caller's other devices.
+
+        ``seq``/``message_id``: the message the receipt (or send) named.
+        """
+        if self._announce_now(caller, chat_id, seq, message_id, result):
+            return
+        plans = []
+        for kind, before, after in _moved(result):
+            covered = message_id if after == seq else self.recent.message_id(chat_id, after)
+            if covered is None:
+                message = await self._storage.messages.at_seq(chat_id, after)
+                covered = message.message_id if message is not None else message_id
+            senders = self.recent.senders(chat_id, before, after)
+            if senders is None:
+                senders = await self._storage.messages.senders_between(chat_id, before, after)
+            plans.append((kind, after, covered, senders))
+        self._publish(caller, chat_id, plans)
+
+    def _announce_now(
+        self, caller: Caller, chat_id: str, seq: int, message_id: str, result: WatermarkResult
+    ) -> bool:
+        """``announce`` from memory alone; False (and nothing sent) if memory falls short."""
+        plans = []
+        for kind, before, after in _moved(result):
+            covered = message_id if after == seq else self.recent.message_id(chat_id, after)
+            senders = self.recent.senders(chat_id, before, after)
+            if covered is None or senders is None:
+                return False
+            plans.append((kind, after, covered, senders))
+        self._publish(caller, chat_id, plans)
+        return True
+
+    def _publish(
+        self, caller: Caller, chat_id: str, plans: list[tuple[str, int, str, set[str]]]
+    ) -> None:
+        if not plans:
+            return
         now = format_ts(now_ms())
-        for kind, before, after in (
-            ("delivered", result.delivered_before, result.delivered_after),
-            ("read", result.read_before, result.read_after),
-        ):
-            if after <= before:
-                continue
-            covered = message
-            if after != message.seq:
-                covered = await self._storage.messages.at_seq(message.chat_id, after) or message
-            senders = await self._storage.messages.senders_between(message.chat_id, before, after)
+        for kind, after, covered, senders in plans:
             senders.discard(caller.user_id)
             data = {
-                "chat_id": message.chat_id,
-                "message_id": covered.message_id,
+                "chat_id": chat_id,
+                "message_id": covered,
                 "seq": after,
                 "user_id": caller.user_id,
                 f"{kind}_at": now,
             }
             event = Event(f"message_{kind}", data)
             self._sink.publish([*senders, caller.user_id], event, skip_device=caller.device_id)
+
+
+def _ids(data: Any) -> tuple[str, str]:
+    """``chat_id`` and ``message_id`` of a receipt frame, checked as ``receipt`` checks them.
+
+    The common well-formed case is checked inline; anything else goes through
+    ``validate`` for its exact error.
+    """
+    if type(data) is dict:
+        chat_id, message_id = data.get("chat_id"), data.get("message_id")
+        if (
+            type(chat_id) is str
+            and type(message_id) is str
+            and 0 < len(chat_id) <= 64
+            and 0 < len(message_id) <= 64
+        ):
+            return chat_id, message_id
+    data = validate.body(data)
+    return (
+        validate.required_string(data, "chat_id", max_len=64),
+        validate.required_string(data, "message_id", max_len=64),
+    )
+
+
+def _move(caller: Caller, chat_id: str, seq: int, kind: Kind) -> WatermarkMove:
+    delivered = kind == "delivered"
+    return WatermarkMove(
+        chat_id=chat_id,
+        user_id=caller.user_id,
+        device_id=caller.device_id if delivered else None,
+        delivered_seq=seq if delivered else 0,
+        read_seq=0 if delivered else seq,
+    )
+
+
+def _moved(result: WatermarkResult) -> list[tuple[str, int, int]]:
+    """The watermarks that rose, delivered first: (kind, before, after)."""
+    out = []
+    if result.delivered_after > result.delivered_before:
+        out.append(("delivered", result.delivered_before, result.delivered_after))
+    if result.read_after > result.read_before:
+        out.append(("read", result.read_before, result.read_after))
+    return out
+
+
+def spawn(tasks: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any], reply: Reply) -> None:
+    """Run ``coro`` in a task (kept in ``tasks``) and pass its outcome to ``reply``."""
+    task = asyncio.ensure_future(coro)
+    tasks.add(task)
+
+    def done(task: asyncio.Task[Any]) -> None:
+        tasks.discard(task)
+        if task.cancelled():
+            reply(None, ChatdError("unavailable", "the request was cancelled"))
+        elif (exc := task.exception()) is not None:
+            reply(None, exc)
+        else:
+            reply(task.result(), None)
+
+    task.add_done_callback(done)

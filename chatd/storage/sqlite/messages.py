@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
-
-import aiosqlite
 
 from chatd.core.errors import ChatdError
 from chatd.core.ids import new_id, now_ms
@@ -57,43 +58,58 @@ class AppendOp(WriteOp):
 class AppendBatch:
     """Stores a batch of drafts with a handful of statements, whatever its size.
 
-    Inside the writer's transaction: looks up repeats of ``client_msg_id`` and the
-    chats' last seq in one query each, numbers the new messages in queue order,
-    then inserts them and moves chats and sender watermarks with ``executemany``.
+    Inside the writer's transaction: looks up repeats of ``client_msg_id``, the
+    chats' last seq and the senders' watermarks in one query each, numbers the
+    new messages in queue order, then inserts them and moves chats, sender
+    watermarks and device cursors with one multi-row statement each.
+
+    Why multi-row statements and JSON-aggregated reads rather than
+    ``executemany`` and ``fetchall``: the sqlite3 module releases the GIL around
+    every step, that is every row of an ``executemany`` and every row fetched,
+    and getting it back from the busy event loop can take up to the interpreter's
+    switch interval (5 ms). One statement is one step, whatever its rows.
     """
 
-    async def run(self, conn: aiosqlite.Connection, ops: Sequence[WriteOp]) -> None:
+    def run_sync(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
         drafts = [op.draft for op in ops if isinstance(op, AppendOp)]
         keys = list({(d.sender_id, d.client_msg_id) for d in drafts})
         known: dict[tuple[str, str], Message] = {}
-        for start in range(0, len(keys), 400):
-            chunk = keys[start : start + 400]
-            rows = await conn.execute_fetchall(
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            rows = conn.execute(
                 f"WITH k(s, c) AS (VALUES {_values(len(chunk), 2)}) SELECT "
                 + ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
                 + " FROM k CROSS JOIN messages m ON m.sender_id = k.s AND m.client_msg_id = k.c",
                 [v for key in chunk for v in key],
-            )
+            ).fetchall()  # repeats only: nearly always no row
             for row in rows:
                 m = _message(row)
                 known[(m.sender_id, m.client_msg_id)] = m
         chat_ids = list({d.chat_id for d in drafts})
-        marks = ",".join("?" * len(chat_ids))
-        rows = await conn.execute_fetchall(
-            f"SELECT chat_id, last_seq FROM chats WHERE chat_id IN ({marks})",
-            chat_ids,
-        )
-        last_seq = {r[0]: int(r[1]) for r in rows}
+        last_seq: dict[str, int] = {}
+        for start in range(0, len(chat_ids), CHUNK):
+            chunk = chat_ids[start : start + CHUNK]
+            for chat_id, seq in json_rows(
+                conn,
+                "SELECT json_group_array(json_array(chat_id, last_seq)) FROM chats "
+                f"WHERE chat_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                last_seq[chat_id] = int(seq)
         senders = list({(d.chat_id, d.sender_id) for d in drafts})
-        rows = await conn.execute_fetchall(
-            f"WITH k(c, u) AS (VALUES {_values(len(senders), 2)}) "
-            "SELECT m.chat_id, m.user_id, m.read_seq, m.delivered_seq "
-            "FROM k CROSS JOIN members m ON m.chat_id = k.c AND m.user_id = k.u "
-            "WHERE m.left_seq IS NULL",
-            [v for key in senders for v in key],
-        )
         # The senders' watermarks as they move through the batch.
-        marks = {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
+        marks: dict[tuple[str, str], tuple[int, int]] = {}
+        for start in range(0, len(senders), CHUNK):
+            chunk = senders[start : start + CHUNK]
+            for chat_id, user_id, read, delivered in json_rows(
+                conn,
+                f"WITH k(c, u) AS (VALUES {_values(len(chunk), 2)}) "
+                "SELECT json_group_array(json_array(m.chat_id, m.user_id, m.read_seq, "
+                "m.delivered_seq)) FROM k CROSS JOIN members m "
+                "ON m.chat_id = k.c AND m.user_id = k.u WHERE m.left_seq IS NULL",
+                [v for key in chunk for v in key],
+            ):
+                marks[(chat_id, user_id)] = (int(read), int(delivered))
         new: list[Message] = []
         now = now_ms()
         for op in ops:
@@ -115,37 +131,81 @@ class AppendBatch:
             op.result = Appended(message, True, read, delivered)
         if not new:
             return
-        await conn.executemany(
-            INSERT_MESSAGE,
-            [message_row(m) for m in new],
-        )
+        execute_rows(conn, INSERT_ROWS, 11, [message_row(m) for m in new])
         carried = list({m.media_id for m in new if m.media_id is not None})
         if carried:  # the media is referenced from now on: retention keeps it
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE media SET referenced = 1 WHERE media_id = ? AND referenced = 0",
                 [(media_id,) for media_id in carried],
             )
-        await conn.executemany(
-            "UPDATE chats SET last_seq = ?, last_activity = ? WHERE chat_id = ?",
-            [(seq, now, chat_id) for chat_id, seq in {m.chat_id: m.seq for m in new}.items()],
+        chats_moved = {m.chat_id: m.seq for m in new}
+        execute_rows(
+            conn,
+            "WITH v(c, s, a) AS (VALUES {values}) UPDATE chats "
+            "SET last_seq = v.s, last_activity = v.a FROM v WHERE chats.chat_id = v.c",
+            3,
+            [(chat_id, seq, now) for chat_id, seq in chats_moved.items()],
         )
         # The sender has read what it wrote: its unread count stays right.
-        await conn.executemany(
-            "UPDATE members SET delivered_seq = max(delivered_seq, ?), read_seq = max(read_seq, ?) "
-            "WHERE chat_id = ? AND user_id = ?",
-            [(m.seq, m.seq, m.chat_id, m.sender_id) for m in new],
+        own = {(m.chat_id, m.sender_id): m.seq for m in new}  # the last one wins: the highest
+        execute_rows(
+            conn,
+            "WITH v(c, u, s) AS (VALUES {values}) UPDATE members "
+            "SET delivered_seq = max(members.delivered_seq, v.s), "
+            "read_seq = max(members.read_seq, v.s) "
+            "FROM v WHERE members.chat_id = v.c AND members.user_id = v.u",
+            3,
+            [(chat_id, user_id, seq) for (chat_id, user_id), seq in own.items()],
         )
         # The sending device has its own message; move its cursor only when that
-        # leaves no gap, so nothing it has not seen is skipped on replay.
-        await conn.executemany(
+        # leaves no gap, so nothing it has not seen is skipped on replay: from
+        # seq - 1 to the end of the device's unbroken run of seqs in this batch.
+        runs: dict[tuple[str, str], list[int]] = {}
+        for m in new:
+            run = runs.get((m.sender_device_id, m.chat_id))
+            if run is None:
+                runs[(m.sender_device_id, m.chat_id)] = [m.seq, m.seq]
+            elif m.seq == run[1] + 1:
+                run[1] = m.seq
+            # else: a gap, so the cursor cannot move past it in this batch
+        first = [(d, c, end) for (d, c), (start, end) in runs.items() if start == 1]
+        execute_rows(
+            conn,
             "INSERT OR IGNORE INTO device_cursors (device_id, chat_id, delivered_seq) "
-            "SELECT ?, ?, 1 WHERE ? = 1",
-            [(m.sender_device_id, m.chat_id, m.seq) for m in new],
+            "VALUES {values}",
+            3,
+            first,
         )
-        await conn.executemany(
-            "UPDATE device_cursors SET delivered_seq = ? "
-            "WHERE device_id = ? AND chat_id = ? AND delivered_seq = ?",
-            [(m.seq, m.sender_device_id, m.chat_id, m.seq - 1) for m in new if m.seq > 1],
+        later = [(d, c, start - 1, end) for (d, c), (start, end) in runs.items() if start > 1]
+        execute_rows(
+            conn,
+            "WITH v(d, c, s, e) AS (VALUES {values}) UPDATE device_cursors "
+            "SET delivered_seq = v.e FROM v WHERE device_cursors.device_id = v.d "
+            "AND device_cursors.chat_id = v.c AND device_cursors.delivered_seq = v.s",
+            4,
+            later,
+        )
+
+
+#: Rows per multi-row statement (at most 11 parameters each: far below SQLite's limit).
+CHUNK = 400
+INSERT_ROWS = f"INSERT INTO messages ({_COLUMNS}) VALUES {{values}}"
+
+
+def json_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[list[Any]]:
+    """Rows of a query written to return them as one JSON array: one step, not one per row."""
+    (text,) = conn.execute(sql, params).fetchone()
+    return json.loads(text) if text else []
+
+
+def execute_rows(
+    conn: sqlite3.Connection, sql: str, width: int, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Run ``sql`` (with ``{values}`` for the VALUES list) over ``rows``, CHUNK at a time."""
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        conn.execute(
+            sql.format(values=_values(len(chunk), width)), [v for row in chunk for v in row]
         )
 
 
@@ -156,6 +216,10 @@ class SqliteMessages:
 
     async def append(self, draft: MessageDraft) -> Appended:
         return await self._db.submit(AppendOp(draft))
+
+    def append_nowait(self, draft: MessageDraft) -> asyncio.Future[Appended]:
+        """``append`` as a bare future: the WebSocket path then needs no task per message."""
+        return self._db.submit_nowait(AppendOp(draft))
 
     async def get(self, chat_id: str, message_id: str) -> Message | None:
         row = await self._db.fetchone(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Sequence
-
-import aiosqlite
 
 from chatd.core.models import PendingChat, WatermarkMove, WatermarkResult
 from chatd.storage.sqlite.db import Database, WriteOp
+from chatd.storage.sqlite.messages import CHUNK, _values, execute_rows, json_rows
 
 
 class AdvanceOp(WriteOp):
@@ -19,21 +20,25 @@ class AdvanceOp(WriteOp):
 
 
 class AdvanceBatch:
-    """Reads the members' watermarks once, raises them in memory, writes them once."""
+    """Reads the members' watermarks once, raises them in memory, writes them once.
 
-    async def run(self, conn: aiosqlite.Connection, ops: Sequence[WriteOp]) -> None:
+    One statement for each of those, whatever the number of receipts (see
+    ``AppendBatch`` for why rows are not fetched or written one by one).
+    """
+
+    def run_sync(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
         moves = [m for op in ops if isinstance(op, AdvanceOp) for m in op.moves]
         keys = list({(m.chat_id, m.user_id) for m in moves})
         current: dict[tuple[str, str], list[int]] = {}
-        for start in range(0, len(keys), 400):
-            chunk = keys[start : start + 400]
-            rows = await conn.execute_fetchall(
-                "WITH k(c, u) AS (VALUES " + ",".join(["(?,?)"] * len(chunk)) + ") "
-                "SELECT m.chat_id, m.user_id, m.delivered_seq, m.read_seq FROM k "
-                "CROSS JOIN members m ON m.chat_id = k.c AND m.user_id = k.u",
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            for chat_id, user_id, delivered, read in json_rows(
+                conn,
+                f"WITH k(c, u) AS (VALUES {_values(len(chunk), 2)}) "
+                "SELECT json_group_array(json_array(m.chat_id, m.user_id, m.delivered_seq, "
+                "m.read_seq)) FROM k CROSS JOIN members m ON m.chat_id = k.c AND m.user_id = k.u",
                 [v for key in chunk for v in key],
-            )
-            for chat_id, user_id, delivered, read in rows:
+            ):
                 current[(chat_id, user_id)] = [int(delivered), int(read)]
         changed: set[tuple[str, str]] = set()
         cursors: list[tuple[str, str, int]] = []
@@ -56,15 +61,25 @@ class AdvanceBatch:
                     cursors.append((move.device_id, move.chat_id, move.delivered_seq))
                 results.append(WatermarkResult(delivered, new_delivered, read, new_read))
             op.result = results
-        await conn.executemany(
-            "UPDATE members SET delivered_seq = ?, read_seq = ? WHERE chat_id = ? AND user_id = ?",
-            [(*current[key], *key) for key in changed],
+        execute_rows(
+            conn,
+            "WITH v(c, u, d, r) AS (VALUES {values}) UPDATE members "
+            "SET delivered_seq = v.d, read_seq = v.r "
+            "FROM v WHERE members.chat_id = v.c AND members.user_id = v.u",
+            4,
+            [(*key, *current[key]) for key in changed],
         )
-        await conn.executemany(
-            "INSERT INTO device_cursors (device_id, chat_id, delivered_seq) VALUES (?,?,?) "
+        highest: dict[tuple[str, str], int] = {}
+        for device_id, chat_id, seq in cursors:
+            if seq > highest.get((device_id, chat_id), 0):
+                highest[(device_id, chat_id)] = seq
+        execute_rows(
+            conn,
+            "INSERT INTO device_cursors (device_id, chat_id, delivered_seq) VALUES {values} "
             "ON CONFLICT (device_id, chat_id) DO UPDATE "
             "SET delivered_seq = max(delivered_seq, excluded.delivered_seq)",
-            cursors,
+            3,
+            [(d, c, seq) for (d, c), seq in highest.items()],
         )
 
 
@@ -77,6 +92,12 @@ class SqliteReceipts:
         if not moves:
             return []
         return await self._db.submit(AdvanceOp(moves))
+
+    def advance_nowait(
+        self, moves: Sequence[WatermarkMove]
+    ) -> asyncio.Future[list[WatermarkResult | None]]:
+        """``advance`` as a bare future, for the receipt fast path (no task per batch)."""
+        return self._db.submit_nowait(AdvanceOp(moves))
 
     async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
         rows = await self._db.fetchall(
