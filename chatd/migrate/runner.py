@@ -279,13 +279,13 @@ async def migrate(options: Options, reporter: Reporter | None = None) -> Outcome
                 raise MigrateError("the copy is not complete: run without --verify-only first")
             if not complete:
                 fingerprint = await source.run(source.fingerprint)
+                info = {"fingerprint": fingerprint, "source": str(source.path)}
                 if meta is None:
                     if await importer.used_by_chatd():
                         raise MigrateError(
                             f"keyspace {options.target['keyspace']} already holds chatd data "
                             "that did not come from this migration: migrate into a new keyspace"
                         )
-                    info = {"fingerprint": fingerprint, "source": str(source.path)}
                     await importer.save("meta", None, False, info)
                 elif (meta[2] or {}).get("fingerprint") != fingerprint:
                     raise MigrateError(
@@ -296,8 +296,6 @@ async def migrate(options: Options, reporter: Reporter | None = None) -> Outcome
                 else:
                     reporter.note("resuming the interrupted migration")
                 await _copy(source, importer, progress, options, reporter)
-                info = dict(meta[2] if meta else {}, fingerprint=fingerprint)
-                info["source"] = str(source.path)
                 await importer.save("meta", None, True, info)
                 copied = True
             else:

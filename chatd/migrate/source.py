@@ -94,7 +94,6 @@ class SqliteSource:
         self._conn: sqlite3.Connection | None = None
         self._lock: Any = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="migrate-source")
-        self.kinds: dict[str, str] = {}  # chat_id -> kind, filled by ``chats``
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -110,6 +109,8 @@ class SqliteSource:
             conn.execute("BEGIN")
             versions = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
         except sqlite3.Error as exc:
+            if "conn" in locals():
+                conn.close()
             self._release()
             raise SourceError(f"{self.path}: cannot read it as a chatd database: {exc}") from exc
         self._conn = conn

@@ -586,3 +586,9 @@ async def test_the_source_reader_knows_every_sqlite_table(tmp_path):
             if not r[0].startswith("sqlite_")
         }
     assert names == set(TABLES)
+
+
+def test_the_runner_buckets_messages_as_the_adapter_does():
+    """The runner keeps its own copy of the bucket size (it imports without the driver)."""
+    common = pytest.importorskip("chatd.storage.scylla.common")
+    assert runner.BUCKET == common.BUCKET
