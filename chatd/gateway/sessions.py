@@ -189,9 +189,6 @@ class Session:
         #: sessions silent for too long (one timer for all, not one a frame).
         self.last_active = asyncio.get_running_loop().time()
 
-    def start(self) -> None:
-        """Kept for symmetry with ``stop``; the outbox needs no per-session task."""
-
     def offer(self, payload: bytes) -> None:
         """Queue a frame for this socket alone (ack, error, hello) without waiting."""
         if not self.closing:

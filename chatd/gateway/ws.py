@@ -47,14 +47,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
     except ConnectionError:  # the client hung up during the handshake: nothing to do
         return ws
+    transport = as_transport(request.transport)
+    if transport is None:  # gone already, or a transport frames cannot be written to
+        await ws.close()
+        return ws
     _drop_http_parser(request)
     session = Session(
-        ws,
-        caller,
-        svc.sessions_queue_frames,
-        svc.metrics,
-        as_transport(request.transport),
-        svc.sessions.outbox,
+        ws, caller, svc.sessions_queue_frames, svc.metrics, transport, svc.sessions.outbox
     )
     await Connection(svc, session).run()
     return ws
@@ -121,7 +120,6 @@ class Connection:
                 },
             )
         )
-        session.start()
         # Held in a slot only while it runs: a finished task is dead weight on
         # every idle socket.
         self._replay_task = replay = asyncio.create_task(self._replay())

@@ -149,3 +149,20 @@ async def test_many_sends_in_flight_are_acked_in_seq_order_per_socket(user):
         assert [a["seq"] for a in acks] == list(range(1, 301))
         got = await b_ws.collect("new_message", 300)
         assert [e["data"]["content"] for e in got] == [str(i) for i in range(300)]
+
+
+async def test_a_reply_that_reads_the_chat_is_delivered_before_the_next_message(user):
+    """A send that covers unread messages also announces a read (storage work);
+    the message itself must still reach the other side in seq order."""
+    alice, bob = await user(), await user()
+    chat = await alice.open_direct(bob.user_id)
+    for i in range(3):  # unread by bob
+        await alice.send_message(chat_id=chat["chat_id"], content=f"q{i}")
+    async with alice.connect() as a_ws, bob.connect() as b_ws:
+        await b_ws.collect("new_message", 3)
+        acks = await asyncio.gather(
+            *(b_ws.send_message(chat_id=chat["chat_id"], content=f"a{i}") for i in range(20))
+        )
+        assert [a["seq"] for a in acks] == list(range(4, 24))
+        got = await a_ws.collect("new_message", 20)  # her own three are not replayed
+        assert [e["data"]["seq"] for e in got] == list(range(4, 24))

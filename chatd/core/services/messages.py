@@ -154,15 +154,22 @@ class MessageService:
         except Exception as exc:
             reply(None, exc)
             return
-        if done:
-            reply(appended, None)
-        else:
+        if not done:
             spawn(self._tasks, self._after_append(caller, appended), reply)
+        elif self._covers_unread(appended):
+            # Published already, in seq order; only the implicit read needs storage.
+            spawn(self._tasks, self._announced(caller, appended), reply)
+        else:
+            reply(appended, None)
+
+    async def _announced(self, caller: Caller, appended: Appended) -> Appended:
+        await self._announce_implicit_read(caller, appended)
+        return appended
 
     def _publish_now(self, caller: Caller, appended: Appended) -> bool:
         """Publish without waiting, if nothing needs storage; False if it does."""
         message = appended.message
-        if message.media_id is not None or self._covers_unread(appended):
+        if message.media_id is not None:
             return False
         members = self._chats.cached_member_ids(message.chat_id)
         if members is None:

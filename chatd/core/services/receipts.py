@@ -156,9 +156,7 @@ class ReceiptService:
 
     async def receipt(self, caller: Caller, data: Any, kind: Kind) -> None:
         """A ``delivery_receipt`` or ``read_receipt`` frame: ``{chat_id, message_id}``."""
-        data = validate.body(data)
-        chat_id = validate.required_string(data, "chat_id", max_len=64)
-        message_id = validate.required_string(data, "message_id", max_len=64)
+        chat_id, message_id = _ids(data)
         if caller.user_id not in await self._chats.member_ids(chat_id):
             # A past member may still acknowledge what it saw before it left.
             _, me, _ = await self._chats.access(caller, chat_id)
@@ -200,7 +198,14 @@ class ReceiptService:
                 exc = not_found("chat not found")
             if exc is not None:
                 reply(None, exc)
-            elif self._announce_now(caller, chat_id, seq, message_id, result):  # type: ignore[arg-type]
+                return
+            # The reply must come exactly once, or the socket's in-flight count leaks.
+            try:
+                announced = self._announce_now(caller, chat_id, seq, message_id, result)  # type: ignore[arg-type]
+            except Exception as error:
+                reply(None, error)
+                return
+            if announced:
                 reply(None, None)
             else:
                 coro = self.announce(caller, chat_id, seq, message_id, result)  # type: ignore[arg-type]

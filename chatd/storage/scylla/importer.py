@@ -50,7 +50,7 @@ from chatd.storage.scylla import ScyllaStorage
 from chatd.storage.scylla.bridge import Cql, gather_limited, unavailable
 from chatd.storage.scylla.common import bucket_of
 from chatd.storage.scylla.groups import period_of
-from chatd.storage.scylla.media import hour_of
+from chatd.storage.scylla.media import hour_of, shas_of
 from chatd.storage.scylla.users import prefix_of
 
 #: The write time of every imported cell that is not a max register.
@@ -523,7 +523,7 @@ def media_puts(m: Media, referenced: bool) -> list[Put]:
             referenced=referenced,
         )
     ]
-    for sha in dict.fromkeys(s for s in (m.sha256, m.thumbnail_sha256) if s):
+    for sha in shas_of(m.sha256, m.thumbnail_sha256):
         puts.append(_put("media_by_sha", sha256=sha, media_id=m.media_id))
     if not referenced:  # a retention candidate, as media.create lists it
         hour = hour_of(m.created_at)

@@ -119,7 +119,8 @@ def _or_unset(value: object) -> object:
     return UNSET_VALUE if value is None else value
 
 
-def _shas(sha256: str, thumbnail_sha256: str | None) -> list[str]:
+def shas_of(sha256: str, thumbnail_sha256: str | None) -> list[str]:
+    """The distinct blobs a record serves (its file and its thumbnail)."""
     return list(dict.fromkeys(s for s in (sha256, thumbnail_sha256) if s))
 
 
@@ -154,7 +155,7 @@ class ScyllaMedia:
             hour = hour_of(media.created_at)
             writes: list[Write] = [
                 ("media.add_sha", (sha, media.media_id))
-                for sha in _shas(media.sha256, media.thumbnail_sha256)
+                for sha in shas_of(media.sha256, media.thumbnail_sha256)
             ]
             writes.append(
                 (
@@ -350,7 +351,7 @@ class ScyllaMedia:
         finished first, so a record cannot appear after its index rows are gone."""
         if await self._row(listed.media_id, serial=True) is not None:
             return
-        shas = _shas(listed.sha256, listed.thumbnail_sha256)
+        shas = shas_of(listed.sha256, listed.thumbnail_sha256)
         await self._cql.writes([("media.drop_sha", (sha, listed.media_id)) for sha in shas])
         await self._unlist(listed)
 
@@ -370,7 +371,7 @@ class ScyllaMedia:
             if not result.applied:
                 return False
             created = int(row.created_at)
-            shas = _shas(row.sha256, row.thumbnail_sha256)
+            shas = shas_of(row.sha256, row.thumbnail_sha256)
             try:
                 await self._cql.writes([("media.drop_sha", (sha, media_id)) for sha in shas])
                 await self._cql.write("media.unlist", (hour_of(created), created, media_id))
