@@ -18,12 +18,16 @@ from typing import Any
 from aiohttp import web
 
 from chatd import __version__, plugins
+from chatd.cluster.local import LocalRouter
 from chatd.config import Config
 from chatd.core.ids import new_id
+from chatd.core.ports.presence import Presence
+from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
+from chatd.core.services.fanout import FanOut, invalidation_handler
 from chatd.core.services.groups import GroupService
 from chatd.core.services.keys import KeyService
 from chatd.core.services.media import MediaService
@@ -37,6 +41,7 @@ from chatd.gateway.routes import ROUTES
 from chatd.gateway.sessions import SessionRegistry
 from chatd.media.processor import PoolProcessor
 from chatd.metrics import Metrics
+from chatd.presence.local import LocalPresence
 from chatd.security.argon2 import Argon2Hasher
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,7 @@ def make_storage(config: Config, metrics: Metrics | None = None) -> Storage:
     return factory(config.data_path, **options)
 
 
-def make_accounts(config: Config, storage: Storage, sink: Any) -> AccountService:
+def make_accounts(config: Config, storage: Storage, fanout: FanOut) -> AccountService:
     auth, limits = config.auth, config.limits
     hasher = Argon2Hasher(
         time_cost=auth.argon2_time_cost,
@@ -65,7 +70,7 @@ def make_accounts(config: Config, storage: Storage, sink: Any) -> AccountService
     return AccountService(
         storage,
         hasher,
-        sink,
+        fanout,
         registration=auth.registration,  # type: ignore[arg-type]
         token_ttl_days=auth.token_ttl_days,
         login_attempts_per_minute=limits.login_attempts_per_minute,
@@ -106,23 +111,35 @@ def node_id_for(config: Config) -> str:
     return node_id
 
 
-def build_app(config: Config) -> web.Application:
+def build_app(
+    config: Config, *, router: Router | None = None, presence: Presence | None = None
+) -> web.Application:
+    """The app; ``router``/``presence`` default to this process's own (a cluster of one).
+
+    Tests pass one router and one presence to several apps in one process to
+    stand for nodes of a cluster sharing a store.
+    """
     metrics = Metrics()
     storage = make_storage(config, metrics)
     sessions = SessionRegistry()
+    router = router or LocalRouter()
+    presence = presence or LocalPresence()
     chats = ChatService(storage)
-    receipts = ReceiptService(storage, chats, sessions)
+    fanout = FanOut(router, chats)
+    node_id = node_id_for(config)
+    router.attach(node_id, sessions, invalidation_handler(chats, sessions.disconnect_devices))
+    receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, metrics)
     services = Services(
         storage=storage,
-        accounts=make_accounts(config, storage, sessions),
+        accounts=make_accounts(config, storage, fanout),
         contacts=ContactService(storage),
         chats=chats,
-        groups=GroupService(storage, chats, sessions, max_members=config.limits.max_group_members),
+        groups=GroupService(storage, chats, fanout, max_members=config.limits.max_group_members),
         messages=MessageService(
             storage,
             chats,
-            sessions,
+            fanout,
             receipts,
             media,
             max_message_bytes=config.limits.max_message_bytes,
@@ -130,14 +147,17 @@ def build_app(config: Config) -> web.Application:
         ),
         receipts=receipts,
         presence=PresenceService(
-            storage, chats, sessions, typing_ttl=config.presence.typing_timeout_s
+            storage, chats, fanout, presence, typing_ttl=config.presence.typing_timeout_s
         ),
         sync=SyncService(storage),
         media=media,
         keys=KeyService(storage, fetches_per_minute=config.limits.key_fetches_per_minute),
         sessions=sessions,
+        fanout=fanout,
+        router=router,
+        presence_state=presence,
         metrics=metrics,
-        node_id=node_id_for(config),
+        node_id=node_id,
         version=__version__,
         heartbeat_s=config.server.heartbeat_s,
         allowed_origins=list(config.server.allowed_origins),
@@ -160,8 +180,10 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
+        stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
-        stack.callback(svc.presence.close)
+        stack.callback(svc.router.detach, svc.node_id)
+        stack.callback(svc.presence_state.close)
         watcher = asyncio.create_task(svc.accounts.watch_revocations(), name="revocations")
         stack.push_async_callback(_cancel, watcher)
         sweeper = asyncio.create_task(svc.sessions.sweep_silent(svc.heartbeat_s), name="sweep")

@@ -136,19 +136,24 @@ def version() -> None:
 def _with_accounts(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``action(accounts)`` against the configured store, opened for this command only."""
     from chatd.app import make_accounts
-    from chatd.gateway.sessions import SessionRegistry
 
     # No sockets here: a running server learns of bans and revocations through
     # the revocation feed it polls.
-    return _with_storage(
-        cfg, lambda storage: action(make_accounts(cfg, storage, SessionRegistry()))
-    )
+    return _with_storage(cfg, lambda storage: action(make_accounts(cfg, storage, _fanout(storage))))
+
+
+def _fanout(storage: Any) -> Any:
+    """A fan-out with no sockets behind it (the CLI serves none)."""
+    from chatd.cluster.local import LocalRouter
+    from chatd.core.services.chats import ChatService
+    from chatd.core.services.fanout import FanOut
+
+    return FanOut(LocalRouter(), ChatService(storage))
 
 
 def _with_groups(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
     from chatd.core.services.chats import ChatService
     from chatd.core.services.groups import GroupService
-    from chatd.gateway.sessions import SessionRegistry
 
     return _with_storage(
         cfg,
@@ -156,7 +161,7 @@ def _with_groups(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
             GroupService(
                 storage,
                 ChatService(storage),
-                SessionRegistry(),
+                _fanout(storage),
                 max_members=cfg.limits.max_group_members,
             )
         ),

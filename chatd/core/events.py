@@ -6,6 +6,7 @@ hands the same bytes to every socket it goes to.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -51,3 +52,38 @@ class Event:
 
     def __repr__(self) -> str:
         return f"Event({self.type!r}, {self.data!r}, chat_id={self.chat_id!r}, seq={self.seq})"
+
+
+class Invalidation:
+    """A change that every node must apply to its caches and sockets at once.
+
+    ``kind``: ``"membership"`` (``ids`` are chats whose member list changed),
+    ``"devices"`` (``ids`` are devices whose tokens were revoked: close their
+    sockets with ``reason``). Carried by the router to every node, the
+    originating one included.
+    """
+
+    __slots__ = ("ids", "kind", "reason")
+
+    def __init__(self, kind: str, ids: tuple[str, ...], reason: str = "") -> None:
+        self.kind = kind
+        self.ids = ids
+        self.reason = reason
+
+    @classmethod
+    def membership(cls, chat_id: str) -> Invalidation:
+        return cls("membership", (chat_id,))
+
+    @classmethod
+    def devices(cls, device_ids: Iterable[str], reason: str) -> Invalidation:
+        return cls("devices", tuple(device_ids), reason)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Invalidation):
+            return NotImplemented
+        return (self.kind, self.ids, self.reason) == (other.kind, other.ids, other.reason)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Invalidation({self.kind!r}, {self.ids!r})"

@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from chatd.core.ports.presence import Presence
+from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
+from chatd.core.services.fanout import FanOut
 from chatd.core.services.groups import GroupService
 from chatd.core.services.keys import KeyService
 from chatd.core.services.media import MediaService
@@ -36,6 +39,9 @@ class Services:
     media: MediaService
     keys: KeyService
     sessions: SessionRegistry
+    fanout: FanOut
+    router: Router
+    presence_state: Presence
     metrics: Metrics
     node_id: str
     version: str

@@ -153,6 +153,7 @@ class Session:
         "_transport",
         "caller",
         "closing",
+        "draining",
         "last_active",
         "syncing",
         "ws",
@@ -185,6 +186,8 @@ class Session:
         #: Resolved when queued frames were written (the replay waits on it).
         self._room: asyncio.Future[None] | None = None
         self.closing = False
+        #: Closing, but what was queued before still goes out (a goodbye frame).
+        self.draining = False
         #: Loop time of the last frame received; the registry's sweep closes
         #: sessions silent for too long (one timer for all, not one a frame).
         self.last_active = asyncio.get_running_loop().time()
@@ -244,7 +247,7 @@ class Session:
         out, transport = self._out, self._transport
         if out is None:
             return False
-        if self.closing or transport is None or transport.is_closing():
+        if (self.closing and not self.draining) or transport is None or transport.is_closing():
             self._drop()
             return False
         if transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
@@ -283,10 +286,12 @@ class Session:
             if event.seq > replayed.get(event.chat_id or "", 0):
                 self.deliver(framed, event)
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, *, drain: bool = False) -> None:
+        """Close the socket; with ``drain``, frames already queued are written first."""
         if self.closing:
             return
         self.closing = True
+        self.draining = drain
         self._held = None
         self._wake()
         asyncio.get_running_loop().create_task(self._close(code, reason))
@@ -300,6 +305,8 @@ class Session:
         """
         try:
             async with asyncio.timeout(CLOSE_WITHIN_S):
+                while self.draining and self._out is not None:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
                 await self.ws.close(code=code, message=reason.encode()[:120])
         except Exception:  # timed out, or the transport broke meanwhile
             if self._transport is not None:
@@ -325,7 +332,7 @@ class Session:
 
 
 class SessionRegistry:
-    """This node's sessions by user and device; the local ``EventSink``."""
+    """This node's sessions by user and device: the router's ``LocalDelivery`` here."""
 
     def __init__(self) -> None:
         #: user -> device -> its sessions (a tuple: almost always one, and a
@@ -347,7 +354,7 @@ class SessionRegistry:
         self._count += 1
         if self.closing:  # it upgraded while shutdown began: send it away too
             session.offer(_goodbye())
-            session.close(CLOSE_RESTART, "server restarting")
+            session.close(CLOSE_RESTART, "server restarting", drain=True)
 
     def remove(self, session: Session) -> None:
         devices = self._by_user.get(session.caller.user_id)
@@ -368,9 +375,7 @@ class SessionRegistry:
     def __len__(self) -> int:
         return self._count
 
-    def publish(
-        self, user_ids: Iterable[str], event: Event, *, skip_device: str | None = None
-    ) -> None:
+    def deliver(self, user_ids: Iterable[str], event: Event, skip_device: str | None) -> None:
         framed: bytes | None = None
         by_user = self._by_user
         for user_id in user_ids:
@@ -401,9 +406,6 @@ class SessionRegistry:
             for session in self.all():
                 if session.last_active < deadline:
                     session.close(CLOSE_GOING_AWAY, "no heartbeat")
-
-    def online_users(self, user_ids: Iterable[str]) -> list[str]:
-        return [u for u in user_ids if u in self._by_user]
 
     def all(self) -> list[Session]:
         return [s for d in self._by_user.values() for ss in d.values() for s in ss]

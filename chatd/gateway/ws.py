@@ -2,8 +2,8 @@
 
 Frames are checked in arrival order; message commits then run side by side so
 that a client with several messages in flight shares group commits instead of
-waiting for one fsync per message. A commit or receipt in flight is a callback
-on its storage future, not a task: the services answer through ``_Answer``.
+waiting for one fsync per message. A commit or receipt in flight is a future
+from its service, not a task; its one outcome is answered by ``_Answer``.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Connection:
         replay.add_done_callback(self._replayed)
         del replay
         try:
-            await svc.presence.connected(self.caller.user_id)
+            await svc.presence.connected(self.caller)
             await self._receive_loop(session)
         finally:
             # The handler may be cancelled when the peer vanishes; the clean-up
@@ -151,9 +151,7 @@ class Connection:
         svc.sessions.remove(session)
         svc.metrics.connections.dec()
         await session.stop()
-        await svc.presence.disconnected(self.caller.user_id)
-        if not svc.presence.is_online(self.caller.user_id):
-            svc.presence.stop_typing_everywhere(self.caller.user_id)
+        await svc.presence.disconnected(self.caller)
 
     async def _replay(self) -> None:
         replayed: dict[str, int] = {}
@@ -203,13 +201,11 @@ class Connection:
             if not isinstance(data, dict):
                 raise bad_request("data must be a JSON object")
             if kind == "send_message":
-                draft = await self.svc.messages.prepare(self.caller, data)
-                self._in_flight += 1
-                self.svc.messages.submit(self.caller, draft, _Answer(self, frame_id, True))
+                outgoing = await self.svc.messages.prepare(self.caller, data)
+                self._track(self.svc.messages.submit(self.caller, outgoing), frame_id, True)
             elif kind == "delivery_receipt" or kind == "read_receipt":
                 which = "delivered" if kind == "delivery_receipt" else "read"
-                self._in_flight += 1
-                self.svc.receipts.submit(self.caller, data, which, _Answer(self, frame_id, False))
+                self._track(self.svc.receipts.submit(self.caller, data, which), frame_id, False)
             elif kind == "typing_indicator":
                 await self.svc.presence.typing(self.caller, data)
                 self._ack(frame_id, {})
@@ -219,6 +215,11 @@ class Connection:
                 raise bad_request(f"unknown frame type: {str(kind)[:40]}")
         except Exception as exc:
             self._error(frame_id, exc)
+
+    def _track(self, future: asyncio.Future[Any], frame_id: Any, is_send: bool) -> None:
+        """Answer ``future``'s one outcome to the client; count it in flight until then."""
+        self._in_flight += 1
+        future.add_done_callback(_Answer(self, frame_id, is_send))
 
     def _answered(self) -> None:
         """One submitted commit or receipt was answered; wake a reader or clean-up waiting."""
@@ -249,10 +250,10 @@ class Connection:
 
 
 class _Answer:
-    """The reply to one ``send_message`` or receipt frame, called once by the service.
+    """The reply to one ``send_message`` or receipt frame: a done-callback of its future.
 
-    A small object instead of a task per frame: the service calls it from its
-    storage future's callback once the write is durable (or failed).
+    A future has exactly one outcome and calls its callbacks once, so every
+    submitted frame is answered exactly once, by construction.
     """
 
     __slots__ = ("conn", "frame_id", "is_send")
@@ -262,13 +263,15 @@ class _Answer:
         self.frame_id = frame_id
         self.is_send = is_send
 
-    def __call__(self, result: Any, exc: BaseException | None) -> None:
+    def __call__(self, future: asyncio.Future[Any]) -> None:
         conn = self.conn
         try:
-            if exc is not None:
+            if future.cancelled():
+                conn._error(self.frame_id, ChatdError("unavailable", "storage is closed"))
+            elif (exc := future.exception()) is not None:
                 conn._error(self.frame_id, exc)
             elif self.is_send:
-                appended: Appended = result
+                appended: Appended = future.result()
                 if appended.created:
                     if conn._messages_in is None:
                         conn._messages_in = conn.svc.metrics.messages_in.labels("ws")

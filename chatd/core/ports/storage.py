@@ -7,8 +7,9 @@ a write is durable when its awaitable returns: the caller may acknowledge it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from chatd.core.models import (
     Appended,
@@ -246,3 +247,46 @@ class Storage(Protocol):
 
     async def ping(self) -> bool:
         """True when the store answers (for /health)."""
+
+
+# -- batching: an optional capability, declared here and checked once at wiring --
+
+
+@runtime_checkable
+class StartsAppends(Protocol):
+    """A message store that queues an append without a coroutine (SQLite's writer)."""
+
+    def append_nowait(self, draft: MessageDraft) -> asyncio.Future[Appended]:
+        """Start ``append`` at once; the future resolves as ``append`` would return.
+
+        Appends started in one event-loop turn may share one commit. Same
+        guarantees as ``append``; raises ``ChatdError('unavailable')`` at once
+        when the store is closed.
+        """
+
+
+@runtime_checkable
+class StartsAdvances(Protocol):
+    """A receipt store that queues ``advance`` without a coroutine."""
+
+    def advance_nowait(
+        self, moves: Sequence[WatermarkMove]
+    ) -> asyncio.Future[list[WatermarkResult | None]]:
+        """Start ``advance`` at once; the future resolves as ``advance`` would return."""
+
+
+def append_starter(store: MessageStore) -> Callable[[MessageDraft], asyncio.Future[Appended]]:
+    """The one way the core starts an append: the store's ``append_nowait`` if it
+    has one, else a task around ``append``. Both give a future with one outcome."""
+    if isinstance(store, StartsAppends):
+        return store.append_nowait
+    return lambda draft: asyncio.ensure_future(store.append(draft))
+
+
+def advance_starter(
+    store: ReceiptStore,
+) -> Callable[[Sequence[WatermarkMove]], asyncio.Future[list[WatermarkResult | None]]]:
+    """``append_starter`` for receipts."""
+    if isinstance(store, StartsAdvances):
+        return store.advance_nowait
+    return lambda moves: asyncio.ensure_future(store.advance(moves))

@@ -17,12 +17,13 @@ from typing import Any, Literal
 from chatd.core import validate
 from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, bad_request, not_found
+from chatd.core.events import Invalidation
 from chatd.core.ids import new_id, new_token, now_ms, token_hash
 from chatd.core.models import Device, User
-from chatd.core.ports.events import EventSink
 from chatd.core.ports.passwords import PasswordHasher
 from chatd.core.ports.storage import Storage
 from chatd.core.ratelimit import TokenBucket
+from chatd.core.services.fanout import FanOut
 
 log = logging.getLogger(__name__)
 Registration = Literal["open", "invite", "closed"]
@@ -35,7 +36,7 @@ class AccountService:
         self,
         storage: Storage,
         hasher: PasswordHasher,
-        sink: EventSink,
+        fanout: FanOut,
         *,
         registration: Registration = "open",
         token_ttl_days: int = 365,
@@ -44,7 +45,7 @@ class AccountService:
     ) -> None:
         self._storage = storage
         self._hasher = hasher
-        self._sink = sink
+        self._fanout = fanout
         self.registration = registration
         self._token_ttl_ms = token_ttl_days * DAY_MS
         self._min_password = min_password_length
@@ -147,7 +148,7 @@ class AccountService:
         if device_id not in mine:
             raise not_found("device not found")
         await self._storage.devices.revoke(device_id)
-        self._sink.disconnect_devices([device_id], "token revoked")
+        self._fanout.invalidate(Invalidation.devices([device_id], "token revoked"))
 
     # -- profiles -----------------------------------------------------------
 
@@ -214,9 +215,9 @@ class AccountService:
         updated = await self._storage.users.update(user.user_id, banned=banned)
         if banned:
             await self._storage.devices.record_ban(user.user_id)
-            self._sink.disconnect_devices(
-                [d.device_id for d in await self._storage.devices.list_for_user(user.user_id)],
-                "account banned",
+            devices = await self._storage.devices.list_for_user(user.user_id)
+            self._fanout.invalidate(
+                Invalidation.devices([d.device_id for d in devices], "account banned")
             )
         assert updated is not None
         return updated
@@ -234,7 +235,7 @@ class AccountService:
             with contextlib.suppress(ChatdError):
                 revoked, cursor = await self._storage.devices.revocations_since(cursor)
                 if revoked:
-                    self._sink.disconnect_devices(revoked, "token revoked")
+                    self._fanout.invalidate(Invalidation.devices(revoked, "token revoked"))
             await asyncio.sleep(interval)
 
     # -- helpers ------------------------------------------------------------

@@ -32,6 +32,9 @@ class ChatService:
         # chat's membership calls ``forget``.
         self._member_ids: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._cache_chats = cache_chats
+        # Bumped by ``forget``: a load that started before a change must not
+        # cache the members it read before the change.
+        self._generation = 0
 
     async def open_direct(self, caller: Caller, user_id: str) -> tuple[Chat, bool]:
         """The direct chat of the caller and ``user_id``, created on first use."""
@@ -51,8 +54,9 @@ class ChatService:
         if ids is not None:
             self._member_ids.move_to_end(chat_id)
             return ids
+        generation = self._generation
         ids = frozenset(m.user_id for m in await self._storage.chats.members(chat_id))
-        if ids:
+        if ids and generation == self._generation:
             self._member_ids[chat_id] = ids
             if len(self._member_ids) > self._cache_chats:
                 self._member_ids.popitem(last=False)
@@ -66,7 +70,8 @@ class ChatService:
         return ids
 
     def forget(self, chat_id: str) -> None:
-        """Drop a chat's cached membership after it changed."""
+        """Drop a chat's cached membership after it changed (on any node)."""
+        self._generation += 1
         self._member_ids.pop(chat_id, None)
 
     async def ensure_member(self, caller: Caller, chat_id: Any) -> frozenset[str]:

@@ -17,13 +17,12 @@ from typing import Any
 from chatd.core import validate
 from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, StaleVersion, bad_request, forbidden, not_found
-from chatd.core.events import Event
 from chatd.core.ids import new_id, now_ms
-from chatd.core.models import SYSTEM, Chat, GroupChange, Member, Message, MessageDraft, Role
-from chatd.core.ports.events import EventSink
+from chatd.core.models import SYSTEM, Chat, GroupChange, Member, MessageDraft, Role
 from chatd.core.ports.storage import Storage
 from chatd.core.services.chats import ChatService
-from chatd.core.views import group_view, message_view
+from chatd.core.services.fanout import FanOut
+from chatd.core.views import group_view
 
 MAX_NAME = 100
 MAX_DESCRIPTION = 1000
@@ -52,11 +51,11 @@ Plan = Callable[[Chat, list[Member]], GroupChange | None]
 
 class GroupService:
     def __init__(
-        self, storage: Storage, chats: ChatService, sink: EventSink, *, max_members: int = 256
+        self, storage: Storage, chats: ChatService, fanout: FanOut, *, max_members: int = 256
     ) -> None:
         self._storage = storage
         self._chats = chats
-        self._sink = sink
+        self._fanout = fanout
         self.max_members = max_members
 
     # -- reads ----------------------------------------------------------------
@@ -102,8 +101,12 @@ class GroupService:
             Member(chat.chat_id, user_id, "member", now) for user_id in invited
         ]
         system = system_draft(chat.chat_id, caller, "created", invited, name=name)
-        message = await self._storage.chats.create_group(chat, members, system)
-        self._publish(message, [m.user_id for m in members])
+        ticket = self._fanout.begin(chat.chat_id)
+        try:
+            message = await self._storage.chats.create_group(chat, members, system)
+            self._fanout.message(ticket, message, recipients=[m.user_id for m in members])
+        finally:
+            self._fanout.abandon(ticket)  # no-op once the message joined the line
         return await self.describe(chat.chat_id)
 
     async def update(self, caller: Caller, group_id: str, data: Any) -> dict[str, Any]:
@@ -217,12 +220,19 @@ class GroupService:
             change = plan(chat, members)
             if change is None:  # nothing to do: answer with the group as it is
                 return group_view(chat, members, self.max_members)
+            ticket = self._fanout.begin(group_id)
             try:
                 message = await self._storage.chats.change_group(change)
+                # To the members before and after (a removed one sees its removal);
+                # once released, every node forgets the chat's cached members.
+                recipients = dict.fromkeys([m.user_id for m in members] + list(change.add))
+                self._fanout.message(
+                    ticket, message, recipients=recipients, membership_changed=True
+                )
             except StaleVersion:
                 continue
-            self._chats.forget(group_id)
-            self._publish(message, [m.user_id for m in members] + list(change.add))
+            finally:
+                self._fanout.abandon(ticket)  # no-op once the message joined the line
             if caller.user_id in change.remove:
                 return group_view(
                     chat, [m for m in members if m.user_id != caller.user_id], self.max_members
@@ -258,13 +268,3 @@ class GroupService:
         for user_id in user_ids:
             if await self._storage.users.get(user_id) is None:
                 raise not_found(f"user not found: {user_id}")
-
-    def _publish(self, message: Message, user_ids: list[str]) -> None:
-        event = Event(
-            "new_message",
-            message_view(message),
-            chat_id=message.chat_id,
-            seq=message.seq,
-            created_at=message.created_at,
-        )
-        self._sink.publish(dict.fromkeys(user_ids), event)

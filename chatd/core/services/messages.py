@@ -1,38 +1,45 @@
 """Sending messages: validate, authorize, store durably, then fan out.
 
 The order is the contract's promise: the message is appended (seq assigned,
-durable) before the caller gets its answer, and only then published to the
-members' devices. A repeat of a ``client_msg_id`` answers as the first send did
-and publishes nothing.
+durable) before the caller gets its answer, and it reaches the members'
+devices through the fan-out's line for its chat, in seq order. A repeat of a
+``client_msg_id`` answers as the first send did and publishes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from chatd.core import validate
 from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, bad_request
-from chatd.core.events import Event
 from chatd.core.models import (
     MESSAGE_TYPES,
     Appended,
     Media,
-    Message,
     MessageDraft,
     WatermarkResult,
 )
-from chatd.core.ports.events import EventSink
-from chatd.core.ports.storage import Storage
+from chatd.core.ports.storage import Storage, append_starter
 from chatd.core.ratelimit import TokenBucket
 from chatd.core.services.chats import ChatService
+from chatd.core.services.fanout import FanOut, Ticket
 from chatd.core.services.media import MediaService
-from chatd.core.services.receipts import ReceiptService, Reply, spawn
-from chatd.core.views import message_view
+from chatd.core.services.receipts import ReceiptService
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A checked message ready to store, with the media it carries (for its event)."""
+
+    draft: MessageDraft
+    media: Media | None = None
 
 
 class MessageService:
@@ -40,7 +47,7 @@ class MessageService:
         self,
         storage: Storage,
         chats: ChatService,
-        sink: EventSink,
+        fanout: FanOut,
         receipts: ReceiptService,
         media: MediaService,
         *,
@@ -49,21 +56,23 @@ class MessageService:
     ) -> None:
         self._storage = storage
         self._chats = chats
-        self._sink = sink
+        self._fanout = fanout
         self._receipts = receipts
         self._media = media
         self._max_bytes = max_message_bytes
-        self._append_nowait = getattr(storage.messages, "append_nowait", None)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._start_append = append_starter(storage.messages)
         self._rate = TokenBucket(
             messages_per_second, max(1.0, messages_per_second * 2), what="messages"
         )
 
     async def send(self, caller: Caller, data: Any) -> Appended:
         """Validate, store durably, publish: the whole send in one call (REST)."""
-        return await self.commit(caller, await self.prepare(caller, data))
+        outgoing = await self.prepare(caller, data)
+        # Shielded: a caller that goes away must not cancel the store's future,
+        # whose outcome the fan-out still needs.
+        return await asyncio.shield(self.submit(caller, outgoing))
 
-    async def prepare(self, caller: Caller, data: Any) -> MessageDraft:
+    async def prepare(self, caller: Caller, data: Any) -> Outgoing:
         """Everything before the durability point: checks, rate limit, authorization.
 
         Split from ``commit`` so a socket can check its frames in arrival order
@@ -99,9 +108,8 @@ class MessageService:
         await self._chats.ensure_member(caller, chat_id)
         if reply_to is not None and await self._storage.messages.get(chat_id, reply_to) is None:
             raise bad_request("reply_to is not a message of this chat")
-        if media_id is not None:
-            await self._media.for_message(caller, media_id, kind)
-        return MessageDraft(
+        media = await self._media.for_message(caller, media_id, kind) if media_id else None
+        draft = MessageDraft(
             chat_id=chat_id,
             sender_id=caller.user_id,
             sender_device_id=caller.device_id,
@@ -111,108 +119,49 @@ class MessageService:
             media_id=media_id,
             reply_to=reply_to,
         )
+        return Outgoing(draft, media)
 
-    async def commit(self, caller: Caller, draft: MessageDraft) -> Appended:
-        """Store the draft (the durability point), then publish it if it is new."""
-        appended = await self._storage.messages.append(draft)
-        if appended.created:
-            await self._after_append(caller, appended)
-        return appended
+    def submit(self, caller: Caller, outgoing: Outgoing) -> asyncio.Future[Appended]:
+        """Start storing; the future resolves once the message is durable (or refused).
 
-    def submit(self, caller: Caller, draft: MessageDraft, reply: Reply) -> None:
-        """``commit`` for the WebSocket: ``reply(appended, None)`` once stored and published.
-
-        With a store that hands out the append's future (``append_nowait``),
-        the common case (members cached, no media, no earlier message of
-        someone else left unread) publishes from that future's callback: no
-        task and no coroutine per message. Everything else runs ``commit``'s
-        path in a task.
+        One path for every message, whatever the store and the message type:
+        the fan-out ticket is taken before the store call, and the stored
+        message joins its chat's line from the future's callback.
         """
-        if self._append_nowait is None:
-            spawn(self._tasks, self.commit(caller, draft), reply)
-            return
+        ticket = self._fanout.begin(outgoing.draft.chat_id)
         try:
-            future = self._append_nowait(draft)
-        except Exception as exc:
-            reply(None, exc)
-            return
-        future.add_done_callback(lambda f: self._appended(caller, f, reply))
+            future = self._start_append(outgoing.draft)
+        except BaseException:
+            self._fanout.abandon(ticket)
+            raise
+        future.add_done_callback(functools.partial(self._stored, caller, outgoing, ticket))
+        return future
 
-    def _appended(self, caller: Caller, future: asyncio.Future[Appended], reply: Reply) -> None:
-        if future.cancelled():
-            reply(None, ChatdError("unavailable", "storage is closed"))
-            return
-        if (exc := future.exception()) is not None:
-            reply(None, exc)
-            return
-        appended = future.result()
-        if not appended.created:
-            reply(appended, None)
-            return
+    def _stored(
+        self,
+        caller: Caller,
+        outgoing: Outgoing,
+        ticket: Ticket,
+        future: asyncio.Future[Appended],
+    ) -> None:
         try:
-            done = self._publish_now(caller, appended)
-        except Exception as exc:
-            reply(None, exc)
-            return
-        if not done:
-            spawn(self._tasks, self._after_append(caller, appended), reply)
-        elif self._covers_unread(appended):
-            # Published already, in seq order; only the implicit read needs storage.
-            spawn(self._tasks, self._announced(caller, appended), reply)
-        else:
-            reply(appended, None)
-
-    async def _announced(self, caller: Caller, appended: Appended) -> Appended:
-        await self._announce_implicit_read(caller, appended)
-        return appended
-
-    def _publish_now(self, caller: Caller, appended: Appended) -> bool:
-        """Publish without waiting, if nothing needs storage; False if it does."""
-        message = appended.message
-        if message.media_id is not None:
-            return False
-        members = self._chats.cached_member_ids(message.chat_id)
-        if members is None:
-            return False
-        self._receipts.remember(message)
-        self._sink.publish(members, self._event(message, None), skip_device=caller.device_id)
-        return True
-
-    async def _after_append(self, caller: Caller, appended: Appended) -> Appended:
-        """Publish a newly stored message, then announce the reads its sending implies."""
-        message = appended.message
-        self._receipts.remember(message)
-        members = await self._chats.member_ids(message.chat_id)
-        media = await self._storage.media.get(message.media_id) if message.media_id else None
-        self._sink.publish(members, self._event(message, media), skip_device=caller.device_id)
-        await self._announce_implicit_read(caller, appended)
-        return appended
-
-    @staticmethod
-    def _event(message: Message, media: Media | None) -> Event:
-        return Event(
-            "new_message",
-            message_view(message, media=media),
-            chat_id=message.chat_id,
-            seq=message.seq,
-            created_at=message.created_at,
-        )
-
-    @staticmethod
-    def _covers_unread(appended: Appended) -> bool:
-        """Whether this send raised the sender's read watermark over others' messages."""
-        message, read = appended.message, appended.previous_read_seq
-        delivered = appended.previous_delivered_seq
-        return read is not None and delivered is not None and read < message.seq - 1
-
-    async def _announce_implicit_read(self, caller: Caller, appended: Appended) -> None:
-        """Replying reads the chat: tell the senders of what it covered, as a receipt would."""
-        if not self._covers_unread(appended):
-            return  # nothing from anyone else was unread
-        message = appended.message
-        read, delivered = appended.previous_read_seq, appended.previous_delivered_seq
-        assert read is not None and delivered is not None
-        result = WatermarkResult(delivered, message.seq, read, message.seq)
-        await self._receipts.announce(
-            caller, message.chat_id, message.seq, message.message_id, result
-        )
+            if future.cancelled() or future.exception() is not None:
+                return
+            appended = future.result()
+            if not appended.created:
+                return
+            message = appended.message
+            self._receipts.remember(message)
+            self._fanout.message(ticket, message, outgoing.media, skip_device=caller.device_id)
+            read, delivered = appended.previous_read_seq, appended.previous_delivered_seq
+            if read is not None and delivered is not None and read < message.seq - 1:
+                # Replying reads the chat: tell the senders of what it covered, as a
+                # read receipt would (only when something from someone else was unread).
+                result = WatermarkResult(delivered, message.seq, read, message.seq)
+                self._receipts.announce(
+                    caller, message.chat_id, message.seq, message.message_id, result
+                )
+        except Exception:
+            log.exception("fanning out a stored message failed")
+        finally:
+            self._fanout.abandon(ticket)  # no-op once the message joined the line

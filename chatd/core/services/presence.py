@@ -1,14 +1,13 @@
-"""Presence and typing, held in this process's memory.
+"""Presence and typing: the rules, over the ``Presence`` port's state.
 
-A user is online while at least one of its devices has a socket open. Changes go
-to the online users who may see them: those with the user in their contacts and
-those sharing a direct chat. Typing indicators expire by themselves after
-``typing_ttl`` seconds without a refresh.
+A user is online while at least one of its devices has a socket open (on any
+node: the port knows). Changes go to the online users who may see them: those
+with the user in their contacts and those sharing a direct chat. Typing
+indicators expire by themselves after ``typing_ttl`` seconds without a refresh.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -17,54 +16,60 @@ from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError
 from chatd.core.events import Event
 from chatd.core.ids import format_ts, now_ms
-from chatd.core.ports.events import EventSink
+from chatd.core.ports.presence import Presence
 from chatd.core.ports.storage import Storage
 from chatd.core.services.chats import ChatService
+from chatd.core.services.fanout import FanOut
+from chatd.core.tasks import Background
 
 log = logging.getLogger(__name__)
 
 
 class PresenceService:
     def __init__(
-        self, storage: Storage, chats: ChatService, sink: EventSink, *, typing_ttl: float = 6.0
+        self,
+        storage: Storage,
+        chats: ChatService,
+        fanout: FanOut,
+        presence: Presence,
+        *,
+        typing_ttl: float = 6.0,
     ) -> None:
         self._storage = storage
         self._chats = chats
-        self._sink = sink
+        self._fanout = fanout
+        self._presence = presence
         self._typing_ttl = typing_ttl
-        self._sockets: dict[str, int] = {}
-        self._last_seen: dict[str, int] = {}
-        self._typing: dict[tuple[str, str], tuple[asyncio.TimerHandle, list[str]]] = {}
+        self._background = Background()
 
     def is_online(self, user_id: str) -> bool:
-        return self._sockets.get(user_id, 0) > 0
+        return self._presence.is_online(user_id)
 
-    async def connected(self, user_id: str) -> None:
-        self._sockets[user_id] = self._sockets.get(user_id, 0) + 1
-        if self._sockets[user_id] == 1:
-            await self._announce(user_id, "online", now_ms())
+    async def connected(self, caller: Caller) -> None:
+        if self._presence.connected(caller.user_id, caller.device_id):
+            await self._announce(caller.user_id, "online", now_ms())
 
-    async def disconnected(self, user_id: str) -> None:
-        left = self._sockets.get(user_id, 0) - 1
-        if left > 0:
-            self._sockets[user_id] = left
-            return
-        self._sockets.pop(user_id, None)
+    async def disconnected(self, caller: Caller) -> None:
+        """A socket closed; the user's last one makes it offline and stops its typing."""
         seen = now_ms()
-        self._last_seen[user_id] = seen
+        if not self._presence.disconnected(caller.user_id, caller.device_id, seen):
+            return
+        for chat_id in self._presence.typing_chats(caller.user_id):
+            if self._presence.stop_typing(chat_id, caller.user_id):
+                await self._publish_typing(chat_id, caller.user_id, False)
         try:
-            await self._storage.users.update(user_id, last_seen=seen)
+            await self._storage.users.update(caller.user_id, last_seen=seen)
         except ChatdError:
-            log.warning("could not store last_seen of %s", user_id)
-        if not self.is_online(user_id):  # it may have reconnected meanwhile
-            await self._announce(user_id, "offline", seen)
+            log.warning("could not store last_seen of %s", caller.user_id)
+        if not self._presence.is_online(caller.user_id):  # it may have reconnected meanwhile
+            await self._announce(caller.user_id, "offline", seen)
 
     async def status(self, user_id: str) -> dict[str, Any]:
         user = await self._storage.users.get(user_id)
         if user is None:
             raise ChatdError("not_found", "user not found")
-        online = self.is_online(user_id)
-        seen = now_ms() if online else self._last_seen.get(user_id, user.last_seen)
+        online = self._presence.is_online(user_id)
+        seen = now_ms() if online else (self._presence.last_seen(user_id) or user.last_seen)
         return {
             "user_id": user_id,
             "status": "online" if online else "offline",
@@ -75,38 +80,34 @@ class PresenceService:
         data = validate.body(data)
         chat_id = validate.required_string(data, "chat_id", max_len=64)
         is_typing = validate.boolean(data, "is_typing")
-        members = await self._chats.ensure_member(caller, chat_id)
-        others = [user_id for user_id in members if user_id != caller.user_id]
-        key = (chat_id, caller.user_id)
-        shown = self._typing.pop(key, None)
-        if shown is not None:
-            shown[0].cancel()
+        await self._chats.ensure_member(caller, chat_id)
+        user_id = caller.user_id
         if is_typing:
-            loop = asyncio.get_running_loop()
-            handle = loop.call_later(self._typing_ttl, self._expire, key, others)
-            self._typing[key] = (handle, others)
-        elif shown is None:
+            self._presence.start_typing(
+                chat_id, user_id, self._typing_ttl, lambda: self._expired(chat_id, user_id)
+            )
+        elif not self._presence.stop_typing(chat_id, user_id):
             return  # nothing was shown, so there is nothing to clear
-        self._publish_typing(others, chat_id, caller.user_id, is_typing)
+        await self._publish_typing(chat_id, user_id, is_typing)
 
-    def stop_typing_everywhere(self, user_id: str) -> None:
-        """A user whose last socket closed stops typing at once."""
-        for key in [k for k in self._typing if k[1] == user_id]:
-            handle, others = self._typing.pop(key)
-            handle.cancel()
-            self._publish_typing(others, key[0], user_id, False)
+    def _expired(self, chat_id: str, user_id: str) -> None:
+        members = self._chats.cached_member_ids(chat_id)
+        if members is not None:
+            self._send_typing(members, chat_id, user_id, False)
+        else:
+            self._background.spawn(self._publish_typing(chat_id, user_id, False), "typing expiry")
 
-    def _expire(self, key: tuple[str, str], others: list[str]) -> None:
-        self._typing.pop(key, None)
-        self._publish_typing(others, key[0], key[1], False)
+    async def _publish_typing(self, chat_id: str, user_id: str, is_typing: bool) -> None:
+        """To the chat's current members (a removed one no longer sees it)."""
+        self._send_typing(await self._chats.member_ids(chat_id), chat_id, user_id, is_typing)
 
-    def _publish_typing(
-        self, users: list[str], chat_id: str, user_id: str, is_typing: bool
+    def _send_typing(
+        self, members: frozenset[str], chat_id: str, user_id: str, is_typing: bool
     ) -> None:
         event = Event(
             "typing_indicator", {"chat_id": chat_id, "user_id": user_id, "is_typing": is_typing}
         )
-        self._sink.publish(users, event)
+        self._fanout.publish([u for u in members if u != user_id], event)
 
     async def _announce(self, user_id: str, status: str, seen: int) -> None:
         try:
@@ -116,14 +117,9 @@ class PresenceService:
             log.warning("could not announce %s of %s", status, user_id)
             return
         watchers.discard(user_id)
-        online = self._sink.online_users(watchers)
+        online = self._presence.online_users(watchers)
         if online:
             event = Event(
                 "presence", {"user_id": user_id, "status": status, "last_seen": format_ts(seen)}
             )
-            self._sink.publish(online, event)
-
-    def close(self) -> None:
-        for handle, _ in self._typing.values():
-            handle.cancel()
-        self._typing.clear()
+            self._fanout.publish(online, event)

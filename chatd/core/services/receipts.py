@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from chatd.core import validate
@@ -25,16 +24,15 @@ from chatd.core.errors import ChatdError, bad_request, not_found
 from chatd.core.events import Event
 from chatd.core.ids import format_ts, now_ms
 from chatd.core.models import Message, WatermarkMove, WatermarkResult
-from chatd.core.ports.events import EventSink
-from chatd.core.ports.storage import Storage
+from chatd.core.ports.storage import Storage, advance_starter
 from chatd.core.services.chats import ChatService
+from chatd.core.services.fanout import FanOut
+from chatd.core.tasks import Background
 from chatd.core.views import visible_last_seq
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["delivered", "read"]
-#: How a submitted frame is answered: ``reply(result, None)`` or ``reply(None, error)``.
-Reply = Callable[[Any, BaseException | None], None]
 
 
 class _Window:
@@ -139,23 +137,75 @@ class RecentMessages:
         return self._slots
 
 
+class _Waiting:
+    """A stored receipt's answer and what to announce once its watermark moved."""
+
+    __slots__ = ("answer", "caller", "chat_id", "message_id", "seq")
+
+    def __init__(
+        self, caller: Caller, chat_id: str, seq: int, message_id: str, answer: asyncio.Future[None]
+    ) -> None:
+        self.caller = caller
+        self.chat_id = chat_id
+        self.seq = seq
+        self.message_id = message_id
+        self.answer = answer
+
+
+class _Plan:
+    """One watermark that rose, and what to tell: filled from memory, else storage."""
+
+    __slots__ = ("after", "before", "covered", "kind", "senders")
+
+    def __init__(
+        self, kind: str, before: int, after: int, covered: str | None, senders: set[str] | None
+    ) -> None:
+        self.kind = kind
+        self.before = before
+        self.after = after
+        self.covered = covered
+        self.senders = senders
+
+
 class ReceiptService:
-    def __init__(self, storage: Storage, chats: ChatService, sink: EventSink) -> None:
+    def __init__(self, storage: Storage, chats: ChatService, fanout: FanOut) -> None:
         self._storage = storage
         self._chats = chats
-        self._sink = sink
+        self._fanout = fanout
+        self._start_advance = advance_starter(storage.receipts)
         self.recent = RecentMessages()
         # Receipts of one loop turn, stored with one ``advance`` call.
         self._moves: list[WatermarkMove] = []
-        self._waiting: list[Callable[[WatermarkResult | None, BaseException | None], None]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiting: list[_Waiting] = []
+        self._background = Background()
 
     def remember(self, message: Message) -> None:
         """A message this process just stored: later receipts for it need no read."""
         self.recent.record(message.chat_id, message.seq, message.message_id, message.sender_id)
 
+    def submit(self, caller: Caller, data: Any, kind: Kind) -> asyncio.Future[None]:
+        """A ``delivery_receipt`` or ``read_receipt`` frame: ``{chat_id, message_id}``.
+
+        The future resolves once the watermark is stored. A receipt by a current
+        member for a remembered message is checked in place and joins the other
+        receipts of this loop turn; anything else is checked against storage first.
+        """
+        try:
+            chat_id, message_id = _ids(data)
+            members = self._chats.cached_member_ids(chat_id)
+            seq = None
+            if members is not None and caller.user_id in members:
+                seq = self.recent.find(chat_id, message_id)
+        except Exception as exc:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        if seq is None:
+            return asyncio.ensure_future(self.receipt(caller, data, kind))
+        return self._store(caller, chat_id, seq, message_id, kind)
+
     async def receipt(self, caller: Caller, data: Any, kind: Kind) -> None:
-        """A ``delivery_receipt`` or ``read_receipt`` frame: ``{chat_id, message_id}``."""
+        """``submit``'s checks against storage: the message must exist and be visible."""
         chat_id, message_id = _ids(data)
         if caller.user_id not in await self._chats.member_ids(chat_id):
             # A past member may still acknowledge what it saw before it left.
@@ -170,48 +220,7 @@ class ReceiptService:
             seq = message.seq
         if me is not None and not me.sees(seq):
             raise not_found("message not found")
-        await self._advance(caller, chat_id, seq, message_id, kind)
-
-    def submit(self, caller: Caller, data: Any, kind: Kind, reply: Reply) -> None:
-        """``receipt`` for the WebSocket: answers through ``reply`` once the watermark is stored.
-
-        A receipt by a current member for a remembered message is validated in
-        place and queued with the other receipts of this loop turn; anything
-        else takes the general path in a task.
-        """
-        try:
-            chat_id, message_id = _ids(data)
-            members = self._chats.cached_member_ids(chat_id)
-            seq = None
-            if members is not None and caller.user_id in members:
-                seq = self.recent.find(chat_id, message_id)
-        except Exception as exc:
-            reply(None, exc)
-            return
-        if seq is None:
-            self._spawn(self.receipt(caller, data, kind), reply)
-            return
-        move = _move(caller, chat_id, seq, kind)
-
-        def stored(result: WatermarkResult | None, exc: BaseException | None) -> None:
-            if exc is None and result is None:
-                exc = not_found("chat not found")
-            if exc is not None:
-                reply(None, exc)
-                return
-            # The reply must come exactly once, or the socket's in-flight count leaks.
-            try:
-                announced = self._announce_now(caller, chat_id, seq, message_id, result)  # type: ignore[arg-type]
-            except Exception as error:
-                reply(None, error)
-                return
-            if announced:
-                reply(None, None)
-            else:
-                coro = self.announce(caller, chat_id, seq, message_id, result)  # type: ignore[arg-type]
-                self._spawn(coro, reply)
-
-        self._queue(move, stored)
+        await self._store(caller, chat_id, seq, message_id, kind)
 
     async def mark_read(self, caller: Caller, chat_id: str, data: Any) -> None:
         """``POST /chats/{id}/read {seq}``: the same effect as a ``read_receipt``."""
@@ -226,110 +235,115 @@ class ReceiptService:
             if message is None:
                 raise not_found("message not found")
             message_id = message.message_id
-        await self._advance(caller, chat_id, seq, message_id, "read")
+        await asyncio.shield(self._store(caller, chat_id, seq, message_id, "read"))
 
-    async def _advance(
+    # -- storing: the receipts of one loop turn in one call --------------------
+
+    def _store(
         self, caller: Caller, chat_id: str, seq: int, message_id: str, kind: Kind
-    ) -> None:
-        (result,) = await self._storage.receipts.advance([_move(caller, chat_id, seq, kind)])
-        if result is None:
-            raise not_found("chat not found")
-        await self.announce(caller, chat_id, seq, message_id, result)
-
-    def _queue(
-        self,
-        move: WatermarkMove,
-        done: Callable[[WatermarkResult | None, BaseException | None], None],
-    ) -> None:
+    ) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[None] = loop.create_future()
         if not self._moves:
-            asyncio.get_running_loop().call_soon(self._store_queued)
-        self._moves.append(move)
-        self._waiting.append(done)
+            loop.call_soon(self._store_queued)
+        self._moves.append(_move(caller, chat_id, seq, kind))
+        self._waiting.append(_Waiting(caller, chat_id, seq, message_id, answer))
+        return answer
 
     def _store_queued(self) -> None:
         moves, self._moves = self._moves, []
         waiting, self._waiting = self._waiting, []
-        start = getattr(self._storage.receipts, "advance_nowait", None)
         try:
-            future: asyncio.Future[Any] = (
-                start(moves)
-                if start is not None
-                else asyncio.ensure_future(self._storage.receipts.advance(moves))
-            )
+            future = self._start_advance(moves)
         except Exception as exc:
-            for done in waiting:
-                done(None, exc)
+            for w in waiting:
+                _settle(w.answer, exc)
             return
+        future.add_done_callback(lambda f: self._stored(waiting, f))
 
-        def stored(future: asyncio.Future[Any]) -> None:
-            if future.cancelled():
-                error: BaseException | None = ChatdError("unavailable", "storage is closed")
+    def _stored(
+        self, waiting: list[_Waiting], future: asyncio.Future[list[WatermarkResult | None]]
+    ) -> None:
+        if future.cancelled():
+            error: BaseException | None = ChatdError("unavailable", "storage is closed")
+        else:
+            error = future.exception()
+        results = [None] * len(waiting) if error is not None else future.result()
+        for w, result in zip(waiting, results, strict=True):
+            if error is not None:
+                _settle(w.answer, error)
+            elif result is None:
+                _settle(w.answer, not_found("chat not found"))
             else:
-                error = future.exception()
-            results = [None] * len(waiting) if error is not None else future.result()
-            for done, result in zip(waiting, results, strict=True):
+                _settle(w.answer, None)
                 try:
-                    done(result, error)
+                    self.announce(w.caller, w.chat_id, w.seq, w.message_id, result)
                 except Exception:
-                    log.exception("answering a receipt failed")
+                    log.exception("announcing a receipt failed")
 
-        future.add_done_callback(stored)
+    # -- telling the senders -------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], reply: Reply) -> None:
-        spawn(self._tasks, coro, reply)
-
-    async def announce(
+    def announce(
         self, caller: Caller, chat_id: str, seq: int, message_id: str, result: WatermarkResult
     ) -> None:
         """Tell the senders of newly covered messages, and the caller's other devices.
 
-        ``seq``/``message_id``: the message the receipt (or send) named.
+        ``seq``/``message_id``: the message the receipt (or send) named. Answered
+        from memory when it covers the range (the hot path: no read); otherwise
+        the missing ids and senders are read from storage in the background.
         """
-        if self._announce_now(caller, chat_id, seq, message_id, result):
-            return
         plans = []
         for kind, before, after in _moved(result):
             covered = message_id if after == seq else self.recent.message_id(chat_id, after)
-            if covered is None:
-                message = await self._storage.messages.at_seq(chat_id, after)
-                covered = message.message_id if message is not None else message_id
-            senders = self.recent.senders(chat_id, before, after)
-            if senders is None:
-                senders = await self._storage.messages.senders_between(chat_id, before, after)
-            plans.append((kind, after, covered, senders))
-        self._publish(caller, chat_id, plans)
+            plans.append(
+                _Plan(kind, before, after, covered, self.recent.senders(chat_id, before, after))
+            )
+        if all(p.covered is not None and p.senders is not None for p in plans):
+            self._publish(caller, chat_id, plans)
+        else:
+            self._background.spawn(
+                self._announce_from_storage(caller, chat_id, message_id, plans),
+                "announcing a receipt",
+            )
 
-    def _announce_now(
-        self, caller: Caller, chat_id: str, seq: int, message_id: str, result: WatermarkResult
-    ) -> bool:
-        """``announce`` from memory alone; False (and nothing sent) if memory falls short."""
-        plans = []
-        for kind, before, after in _moved(result):
-            covered = message_id if after == seq else self.recent.message_id(chat_id, after)
-            senders = self.recent.senders(chat_id, before, after)
-            if covered is None or senders is None:
-                return False
-            plans.append((kind, after, covered, senders))
-        self._publish(caller, chat_id, plans)
-        return True
-
-    def _publish(
-        self, caller: Caller, chat_id: str, plans: list[tuple[str, int, str, set[str]]]
+    async def _announce_from_storage(
+        self, caller: Caller, chat_id: str, message_id: str, plans: list[_Plan]
     ) -> None:
+        for plan in plans:
+            if plan.covered is None:
+                message = await self._storage.messages.at_seq(chat_id, plan.after)
+                plan.covered = message.message_id if message is not None else message_id
+            if plan.senders is None:
+                plan.senders = await self._storage.messages.senders_between(
+                    chat_id, plan.before, plan.after
+                )
+        self._publish(caller, chat_id, plans)
+
+    def _publish(self, caller: Caller, chat_id: str, plans: list[_Plan]) -> None:
         if not plans:
             return
         now = format_ts(now_ms())
-        for kind, after, covered, senders in plans:
+        for plan in plans:
+            senders = set(plan.senders or ())
             senders.discard(caller.user_id)
             data = {
                 "chat_id": chat_id,
-                "message_id": covered,
-                "seq": after,
+                "message_id": plan.covered,
+                "seq": plan.after,
                 "user_id": caller.user_id,
-                f"{kind}_at": now,
+                f"{plan.kind}_at": now,
             }
-            event = Event(f"message_{kind}", data)
-            self._sink.publish([*senders, caller.user_id], event, skip_device=caller.device_id)
+            event = Event(f"message_{plan.kind}", data)
+            self._fanout.publish([*senders, caller.user_id], event, skip_device=caller.device_id)
+
+
+def _settle(answer: asyncio.Future[None], error: BaseException | None) -> None:
+    if answer.done():
+        return
+    if error is None:
+        answer.set_result(None)
+    else:
+        answer.set_exception(error)
 
 
 def _ids(data: Any) -> tuple[str, str]:
@@ -373,20 +387,3 @@ def _moved(result: WatermarkResult) -> list[tuple[str, int, int]]:
     if result.read_after > result.read_before:
         out.append(("read", result.read_before, result.read_after))
     return out
-
-
-def spawn(tasks: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any], reply: Reply) -> None:
-    """Run ``coro`` in a task (kept in ``tasks``) and pass its outcome to ``reply``."""
-    task = asyncio.ensure_future(coro)
-    tasks.add(task)
-
-    def done(task: asyncio.Task[Any]) -> None:
-        tasks.discard(task)
-        if task.cancelled():
-            reply(None, ChatdError("unavailable", "the request was cancelled"))
-        elif (exc := task.exception()) is not None:
-            reply(None, exc)
-        else:
-            reply(task.result(), None)
-
-    task.add_done_callback(done)

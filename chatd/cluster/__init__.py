@@ -1,0 +1,1 @@
+"""Cluster membership and routing; ``local`` is the cluster of one."""

@@ -1,0 +1,1 @@
+"""Presence implementations; ``local`` keeps it in this process."""
