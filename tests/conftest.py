@@ -59,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "server" not in metafunc.fixturenames:
+    if "server_overrides" not in metafunc.fixturenames:
         return
     names = selected_storages(metafunc.config)
     if metafunc.definition.get_closest_marker("sqlite_only"):

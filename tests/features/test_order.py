@@ -8,10 +8,18 @@ strictly increasing seqs without gaps, live.
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
+import pytest
+
+from chatd.cluster.local import LocalRouter
+from chatd.core.models import Message
+from chatd.core.services.chats import ChatService
+from chatd.core.services.fanout import FanOut, Ticket
 from chatd.gateway.context import SERVICES
 from tests.media_files import jpeg
+from tests.ports.conftest import RecordingSockets
 
 PIPELINED = 50
 
@@ -84,3 +92,66 @@ async def test_several_senders_into_one_group_arrive_in_seq_order(user, server):
         finally:
             for ws in sockets:
                 await ws.close()
+
+
+# -- the fan-out step alone, with random completion orders -------------------
+
+
+def _stored(chat_id: str, seq: int) -> Message:
+    return Message(
+        message_id=f"{chat_id}-{seq:04}",
+        chat_id=chat_id,
+        seq=seq,
+        sender_id="alice",
+        sender_device_id="phone",
+        client_msg_id=f"{chat_id}-{seq}",
+        type="text",
+        content=str(seq),
+        created_at=1,
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fanout_releases_each_chat_in_seq_order_whatever_the_completion_order(seed):
+    """Tickets are issued, numbered by the store in any order, and settle in any order.
+
+    Some appends are refused or are repeats (abandoned). Every stored message is
+    delivered once, each chat's in strictly increasing seq, never before a lower
+    seq that was still in flight.
+    """
+    rng = random.Random(seed)
+    router, node = LocalRouter(), RecordingSockets()
+    router.attach("n", node, node.apply)
+    fanout = FanOut(router, ChatService(None))  # type: ignore[arg-type]  # recipients given
+    chats = ["c1", "c2", "c3"]
+    next_seq = dict.fromkeys(chats, 1)
+    issued: list[tuple[str, Ticket]] = []  # not yet numbered
+    numbered: list[tuple[str, Ticket, int]] = []  # numbered, not yet settled
+    stored: dict[str, list[int]] = {c: [] for c in chats}
+    for _ in range(400):
+        step = rng.random()
+        if step < 0.4 or not (issued or numbered):
+            chat = rng.choice(chats)
+            issued.append((chat, fanout.begin(chat)))
+        elif step < 0.7 and issued:
+            chat, ticket = issued.pop(rng.randrange(len(issued)))
+            if rng.random() < 0.15:
+                fanout.abandon(ticket)  # refused before it got a seq
+            else:
+                numbered.append((chat, ticket, next_seq[chat]))
+                next_seq[chat] += 1
+        elif numbered:
+            chat, ticket, seq = numbered.pop(rng.randrange(len(numbered)))
+            stored[chat].append(seq)
+            fanout.message(ticket, _stored(chat, seq), recipients=["bob"])
+    for chat, ticket in issued:  # the rest: numbered, then settled in random order
+        numbered.append((chat, ticket, next_seq[chat]))
+        next_seq[chat] += 1
+    rng.shuffle(numbered)
+    for chat, ticket, seq in numbered:
+        stored[chat].append(seq)
+        fanout.message(ticket, _stored(chat, seq), recipients=["bob"])
+    assert fanout.waiting() == 0
+    for chat in chats:
+        got = [e.seq for _, e, _ in node.delivered if e.chat_id == chat]
+        assert got == sorted(stored[chat]) == list(range(1, next_seq[chat])), chat
