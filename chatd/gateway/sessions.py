@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -24,6 +24,7 @@ from aiohttp import web
 from chatd.core.auth import Caller
 from chatd.core.events import Event
 from chatd.core.ids import now_ms
+from chatd.gateway.rawsocket import Transport, text_frame
 from chatd.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -35,37 +36,6 @@ CLOSE_GOING_AWAY = 1001  # silent for three heartbeat intervals
 CLOSE_WITHIN_S = 2.0  # a close handshake that takes longer is cut short
 WRITE_BUFFER_HIGH = 256 * 1024  # bytes waiting in the transport before we hold frames back
 PAUSED_RETRY_S = 0.005  # how soon a session held back by a full buffer is tried again
-
-
-class Transport(Protocol):
-    """What the outbox needs of a socket's transport (asyncio's or uvloop's)."""
-
-    def writelines(self, data: Iterable[bytes]) -> None: ...
-    def get_write_buffer_size(self) -> int: ...
-    def is_closing(self) -> bool: ...
-    def abort(self) -> None: ...
-
-
-def text_frame(payload: bytes) -> bytes:
-    """A complete server-to-client WebSocket text frame around ``payload``.
-
-    Final, unmasked, uncompressed (RFC 6455 5.2): the server side never masks,
-    and the socket is opened without per-message deflate.
-    """
-    size = len(payload)
-    if size < 126:
-        return bytes((0x81, size)) + payload
-    if size < 65536:
-        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
-
-
-def as_transport(transport: Any) -> Transport | None:
-    """The transport if it can be written to directly (uvloop's is no asyncio.Transport)."""
-    if transport is None:
-        return None
-    needed = ("writelines", "get_write_buffer_size", "is_closing", "abort")
-    return transport if all(hasattr(transport, name) for name in needed) else None
 
 
 def _observe_many(metrics: Metrics, seconds: float, count: int) -> None:

@@ -24,7 +24,8 @@ from chatd.core.views import ack_view
 from chatd.gateway.context import Services, services
 from chatd.gateway.errors import classify
 from chatd.gateway.http import bearer_token
-from chatd.gateway.sessions import Session, as_transport, encode
+from chatd.gateway.rawsocket import as_transport, drop_http_parser
+from chatd.gateway.sessions import Session, encode
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 256
@@ -51,24 +52,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if transport is None:  # gone already, or a transport frames cannot be written to
         await ws.close()
         return ws
-    _drop_http_parser(request)
+    drop_http_parser(request)
     session = Session(
         ws, caller, svc.sessions_queue_frames, svc.metrics, transport, svc.sessions.outbox
     )
     await Connection(svc, session).run()
     return ws
-
-
-def _drop_http_parser(request: web.Request) -> None:
-    """Free the upgraded connection's HTTP parser (~0.8 KB a socket, never used again).
-
-    After the upgrade aiohttp feeds bytes to the WebSocket reader only; every
-    later use of ``_parser`` checks for None (aiohttp 3.10-3.14), as after a
-    lost connection. Skipped if the attribute is not there.
-    """
-    protocol = request.protocol
-    if getattr(protocol, "_upgraded", False) and getattr(protocol, "_parser", None) is not None:
-        protocol._parser = None
 
 
 def _check_origin(request: web.Request, allowed: list[str]) -> None:
