@@ -35,10 +35,11 @@ from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
+from chatd.gateway.admission import Admission
 from chatd.gateway.context import SERVICES, Services
 from chatd.gateway.errors import make_error_middleware
 from chatd.gateway.routes import ROUTES
-from chatd.gateway.sessions import SessionRegistry
+from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.media.processor import PoolProcessor
 from chatd.metrics import Metrics
 from chatd.presence.local import LocalPresence
@@ -162,7 +163,17 @@ def build_app(
         heartbeat_s=config.server.heartbeat_s,
         allowed_origins=list(config.server.allowed_origins),
         max_frame_bytes=config.limits.max_frame_bytes,
-        sessions_queue_frames=config.server.send_queue_frames,
+        socket_limits=SocketLimits(
+            frames=config.server.send_queue_frames,
+            bytes=config.limits.max_socket_buffer_bytes,
+            stall_s=config.limits.socket_stall_s,
+        ),
+        admission=Admission(
+            presence,
+            per_user=config.limits.max_sockets_per_user,
+            per_address=config.limits.max_sockets_per_address,
+            descriptor_reserve=config.limits.descriptor_reserve,
+        ),
     )
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
@@ -178,12 +189,14 @@ def build_app(
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
     async with AsyncExitStack() as stack:
+        svc.admission.start()
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
         stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
         stack.callback(svc.router.detach, svc.node_id)
         stack.callback(svc.presence_state.close)
+        stack.callback(svc.presence.close)
         watcher = asyncio.create_task(svc.accounts.watch_revocations(), name="revocations")
         stack.push_async_callback(_cancel, watcher)
         sweeper = asyncio.create_task(svc.sessions.sweep_silent(svc.heartbeat_s), name="sweep")

@@ -77,6 +77,11 @@ class LimitsConfig:
     max_group_members: int = 256
     max_upload_bytes: int = 67108864
     key_fetches_per_minute: int = 60
+    max_sockets_per_user: int = 16
+    max_sockets_per_address: int = 512
+    max_socket_buffer_bytes: int = 8 << 20
+    socket_stall_s: float = 30.0
+    descriptor_reserve: int = 256
 
 
 #: Accepted upload types, as sniffed from the bytes: pictures, video, sound and
@@ -256,6 +261,14 @@ def _check(config: Config) -> None:
             "[auth] registration must be open, invite or closed",
         ),
         (lim.key_fetches_per_minute >= 0, "[limits] key_fetches_per_minute must be 0 or more"),
+        (lim.max_sockets_per_user >= 1, "[limits] max_sockets_per_user must be at least 1"),
+        (lim.max_sockets_per_address >= 1, "[limits] max_sockets_per_address must be at least 1"),
+        (
+            lim.max_socket_buffer_bytes >= 2 * lim.max_frame_bytes,
+            "[limits] max_socket_buffer_bytes must be at least twice max_frame_bytes",
+        ),
+        (lim.socket_stall_s > 0, "[limits] socket_stall_s must be positive"),
+        (lim.descriptor_reserve >= 16, "[limits] descriptor_reserve must be at least 16"),
         (a.token_ttl_days >= 1, "[auth] token_ttl_days must be at least 1"),
         (1 <= a.min_password_length <= 1024, "[auth] min_password_length must be 1-1024"),
         (a.argon2_time_cost >= 1, "[auth] argon2_time_cost must be at least 1"),

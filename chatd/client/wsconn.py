@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from chatd.client.errors import ApiError, code_for_status, error_from_frame
+from chatd.client.errors import ApiError, code_for_status, error_from_frame, parse_retry_after
 from chatd.client.inbox import EventInbox
 
 if TYPE_CHECKING:
@@ -135,8 +135,12 @@ class WsConnection(EventInbox):
                 timeout=_WS_TIMEOUT,
             )
         except aiohttp.WSServerHandshakeError as exc:
+            headers = exc.headers or {}
             raise ApiError(
-                exc.status, code_for_status(exc.status), exc.message or "handshake refused"
+                exc.status,
+                code_for_status(exc.status),
+                exc.message or "handshake refused",
+                retry_after=parse_retry_after(headers.get("Retry-After")),
             ) from exc
         try:
             async with asyncio.timeout(_HELLO_TIMEOUT):

@@ -22,6 +22,14 @@ class TokenBucket:
         self._max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
+    def peek(self, key: str, now: float | None = None) -> float:
+        """The tokens ``key`` has now, without spending one."""
+        if self.rate <= 0:
+            return self.burst
+        now = time.monotonic() if now is None else now
+        tokens, stamp = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - stamp) * self.rate)
+
     def take(self, key: str, now: float | None = None) -> None:
         """Spend one token or raise ``rate_limited`` with the seconds to wait."""
         if self.rate <= 0:

@@ -21,7 +21,8 @@ from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
-from chatd.gateway.sessions import SessionRegistry
+from chatd.gateway.admission import Admission
+from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.metrics import Metrics
 
 
@@ -48,7 +49,8 @@ class Services:
     heartbeat_s: float
     allowed_origins: list[str]
     max_frame_bytes: int
-    sessions_queue_frames: int
+    socket_limits: SocketLimits
+    admission: Admission
     started: float = field(default_factory=time.monotonic)
 
 

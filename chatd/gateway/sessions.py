@@ -105,6 +105,23 @@ class Outbox:
             self.schedule(session)
 
 
+class SocketLimits:
+    """What one socket may hold before it is cut off; shared by every session.
+
+    ``frames`` and ``bytes`` bound the frames waiting for the transport (live
+    frames past either close the socket with 1013; the replay waits below half
+    of each instead); ``stall_s`` is how long a replay may wait for a client
+    that does not read before the socket is closed the same way.
+    """
+
+    __slots__ = ("bytes", "frames", "stall_s")
+
+    def __init__(self, frames: int = 4096, bytes: int = 8 << 20, stall_s: float = 30.0) -> None:
+        self.frames = frames
+        self.bytes = bytes
+        self.stall_s = stall_s
+
+
 class Session:
     """One socket of one device.
 
@@ -114,9 +131,11 @@ class Session:
 
     __slots__ = (
         "_held",
-        "_max_frames",
+        "_held_bytes",
+        "_limits",
         "_metrics",
         "_out",
+        "_out_bytes",
         "_outbox",
         "_room",
         "_stamps",
@@ -133,7 +152,7 @@ class Session:
         self,
         ws: web.WebSocketResponse,
         caller: Caller,
-        max_frames: int,
+        limits: SocketLimits,
         metrics: Metrics,
         transport: Transport | None,
         outbox: Outbox,
@@ -143,16 +162,18 @@ class Session:
         self.caller = caller
         self._metrics = metrics
         self._outbox = outbox
-        self._max_frames = max_frames
+        self._limits = limits
         #: Framed bytes waiting for the outbox; None when nothing waits. Not None
         #: exactly while the session is scheduled with the outbox.
         self._out: list[bytes] | None = None
+        self._out_bytes = 0
         #: Accept times (ms) of the new_message frames in ``_out``, for metrics.
         self._stamps: list[int] | None = None
         #: While history is replayed, live new_message events wait here, so the
         #: device sees each chat's messages in seq order.
         self.syncing = True
         self._held: list[tuple[Event, bytes]] | None = None
+        self._held_bytes = 0
         #: Resolved when queued frames were written (the replay waits on it).
         self._room: asyncio.Future[None] | None = None
         self.closing = False
@@ -175,7 +196,8 @@ class Session:
             held = self._held
             if held is None:
                 held = self._held = []
-            if len(held) >= self._max_frames:
+            self._held_bytes += len(framed)
+            if len(held) >= self._limits.frames or self._held_bytes > self._limits.bytes:
                 self._overflow()
             else:
                 held.append((event, framed))
@@ -184,13 +206,16 @@ class Session:
 
     def _push(self, framed: bytes, stamp: int) -> None:
         out = self._out
+        size = len(framed)
         if out is None:
             out = self._out = []
+            self._out_bytes = 0
             self._outbox.schedule(self)
-        elif len(out) >= self._max_frames:
+        elif len(out) >= self._limits.frames or self._out_bytes + size > self._limits.bytes:
             self._overflow()
             return
         out.append(framed)
+        self._out_bytes += size
         if stamp:
             stamps = self._stamps
             if stamps is None:
@@ -201,14 +226,27 @@ class Session:
     async def put(self, payload: bytes, created_at: int = 0) -> None:
         """Queue a frame, waiting for room first (history replay paces itself this way).
 
-        It leaves half of the queue to live frames (acks, receipts), so a long
-        replay to a slow reader cannot crowd them out.
+        It waits while half of either bound is taken, leaving the rest to live
+        frames (acks, receipts), so a long replay to a slow reader neither
+        crowds them out nor grows memory: the next page of history is read only
+        as the socket drains. A client that reads nothing for ``stall_s`` is
+        closed (1013) and resyncs when it reconnects.
         """
-        limit = self._max_frames // 2
-        while not self.closing and self._out is not None and len(self._out) >= limit:
-            if self._room is None:
-                self._room = asyncio.get_running_loop().create_future()
-            await self._room
+        limits = self._limits
+        frames, size = limits.frames // 2, limits.bytes // 2
+        try:
+            async with asyncio.timeout(limits.stall_s):
+                while (
+                    not self.closing
+                    and self._out is not None
+                    and (len(self._out) >= frames or self._out_bytes >= size)
+                ):
+                    if self._room is None:
+                        self._room = asyncio.get_running_loop().create_future()
+                    await self._room
+        except TimeoutError:
+            self._overflow()
+            return
         if not self.closing:
             self._push(text_frame(payload), created_at)
 
@@ -224,6 +262,7 @@ class Session:
             return True  # the client reads slowly: keep the frames, try again shortly
         stamps = self._stamps
         self._out = self._stamps = None
+        self._out_bytes = 0
         try:
             transport.writelines(out)
         except (ConnectionError, RuntimeError):
@@ -239,6 +278,7 @@ class Session:
 
     def _drop(self) -> None:
         self._out = self._stamps = None
+        self._out_bytes = 0
         self._wake()
 
     def _wake(self) -> None:
@@ -252,6 +292,7 @@ class Session:
         """Replay is done: release held live events it did not already cover."""
         self.syncing = False
         held, self._held = self._held, None
+        self._held_bytes = 0
         for event, framed in held or ():
             if event.seq > replayed.get(event.chat_id or "", 0):
                 self.deliver(framed, event)
@@ -263,6 +304,7 @@ class Session:
         self.closing = True
         self.draining = drain
         self._held = None
+        self._held_bytes = 0
         self._wake()
         asyncio.get_running_loop().create_task(self._close(code, reason))
 

@@ -33,31 +33,47 @@ MAX_IN_FLIGHT = 256
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    caller = await svc.accounts.authenticate(bearer_token(request) or request.query.get("token"))
+    admission, address = svc.admission, request.remote
+    admission.check_failures(address)
+    try:
+        caller = await svc.accounts.authenticate(
+            bearer_token(request) or request.query.get("token")
+        )
+    except ChatdError as exc:
+        if exc.code == "unauthorized":
+            admission.failed(address)
+        raise
     _check_origin(request, svc.allowed_origins)
     if svc.sessions.closing:
         raise ChatdError("unavailable", "the server is shutting down; reconnect shortly")
-    # autoping off: pings are answered here, so they count as activity; no
-    # per-message deflate: chat frames are small and CPU is the scarce resource.
-    # The close handshake waits at most 2 s for the peer: a stuck client must not
-    # hold its session (and its presence) for long.
-    ws = web.WebSocketResponse(
-        max_msg_size=svc.max_frame_bytes, autoping=False, compress=False, timeout=2.0
-    )
+    key = admission.admit(caller.user_id, address)
+    connection: Connection | None = None
     try:
-        await ws.prepare(request)
-    except ConnectionError:  # the client hung up during the handshake: nothing to do
+        # autoping off: pings are answered here, so they count as activity; no
+        # per-message deflate: chat frames are small and CPU is the scarce resource.
+        # The close handshake waits at most 2 s for the peer: a stuck client must not
+        # hold its session (and its presence) for long.
+        ws = web.WebSocketResponse(
+            max_msg_size=svc.max_frame_bytes, autoping=False, compress=False, timeout=2.0
+        )
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # the client hung up during the handshake: nothing to do
+            return ws
+        transport = as_transport(request.transport)
+        if transport is None:  # gone already, or a transport frames cannot be written to
+            await ws.close()
+            return ws
+        drop_http_parser(request)
+        session = Session(
+            ws, caller, svc.socket_limits, svc.metrics, transport, svc.sessions.outbox
+        )
+        connection = Connection(svc, session)
+        await connection.run()
         return ws
-    transport = as_transport(request.transport)
-    if transport is None:  # gone already, or a transport frames cannot be written to
-        await ws.close()
-        return ws
-    drop_http_parser(request)
-    session = Session(
-        ws, caller, svc.sessions_queue_frames, svc.metrics, transport, svc.sessions.outbox
-    )
-    await Connection(svc, session).run()
-    return ws
+    finally:
+        counted = connection is not None and connection.counted
+        admission.release(caller.user_id, key, upgraded=counted)
 
 
 def _check_origin(request: web.Request, allowed: list[str]) -> None:
@@ -77,6 +93,7 @@ class Connection:
         "_messages_in",
         "_replay_task",
         "caller",
+        "counted",
         "session",
         "svc",
     )
@@ -92,6 +109,8 @@ class Connection:
         self._drained: asyncio.Future[None] | None = None
         self._messages_in: Any = None  # the "ws" child of the counter, looked up once
         self._replay_task: asyncio.Task[None] | None = None
+        #: True once presence counts this socket (admission stops counting it).
+        self.counted = False
 
     async def run(self) -> None:
         svc, session = self.svc, self.session
@@ -115,6 +134,11 @@ class Connection:
         replay.add_done_callback(self._replayed)
         del replay
         try:
+            # Admission stops counting the socket as presence starts to: the
+            # coroutine counts it before its first suspension, so no other
+            # handshake sees it counted twice or not at all.
+            self.counted = True
+            svc.admission.upgraded(self.caller.user_id)
             await svc.presence.connected(self.caller)
             await self._receive_loop(session)
         finally:

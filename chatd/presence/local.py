@@ -39,6 +39,9 @@ class LocalPresence:
     def is_online(self, user_id: str) -> bool:
         return user_id in self._sockets
 
+    def sockets(self, user_id: str) -> int:
+        return self._sockets.get(user_id, 0)
+
     def online_users(self, user_ids: Iterable[str]) -> list[str]:
         sockets = self._sockets
         return [u for u in user_ids if u in sockets]

@@ -23,6 +23,9 @@ class Presence(Protocol):
 
     def is_online(self, user_id: str) -> bool: ...
 
+    def sockets(self, user_id: str) -> int:
+        """The user's open sockets on every node (``[limits] max_sockets_per_user``)."""
+
     def online_users(self, user_ids: Iterable[str]) -> list[str]:
         """The subset of ``user_ids`` with at least one open socket, in input order."""
 

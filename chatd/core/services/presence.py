@@ -4,10 +4,17 @@ A user is online while at least one of its devices has a socket open (on any
 node: the port knows). Changes go to the online users who may see them: those
 with the user in their contacts and those sharing a direct chat. Typing
 indicators expire by themselves after ``typing_ttl`` seconds without a refresh.
+
+Both are coalesced, since one client could otherwise make the server fan out
+without limit: a typing refresh only extends the timer (the others are told
+when typing starts and when it stops), and a user's presence changes reach its
+watchers at most once per ``PRESENCE_INTERVAL_S``, the last state always
+following.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,6 +30,9 @@ from chatd.core.services.fanout import FanOut
 from chatd.core.tasks import Background
 
 log = logging.getLogger(__name__)
+
+#: At most one presence announcement per user in this many seconds.
+PRESENCE_INTERVAL_S = 1.0
 
 
 class PresenceService:
@@ -41,6 +51,10 @@ class PresenceService:
         self._presence = presence
         self._typing_ttl = typing_ttl
         self._background = Background()
+        #: user -> (loop time, status) of its last announcement (recent ones only)
+        self._announced: dict[str, tuple[float, str]] = {}
+        #: users whose latest change waits for the end of their interval
+        self._trailing: dict[str, asyncio.TimerHandle] = {}
 
     def is_online(self, user_id: str) -> bool:
         return self._presence.is_online(user_id)
@@ -83,9 +97,11 @@ class PresenceService:
         await self._chats.ensure_member(caller, chat_id)
         user_id = caller.user_id
         if is_typing:
-            self._presence.start_typing(
+            started = self._presence.start_typing(
                 chat_id, user_id, self._typing_ttl, lambda: self._expired(chat_id, user_id)
             )
+            if not started:
+                return  # a refresh: the others are shown typing already
         elif not self._presence.stop_typing(chat_id, user_id):
             return  # nothing was shown, so there is nothing to clear
         await self._publish_typing(chat_id, user_id, is_typing)
@@ -110,6 +126,31 @@ class PresenceService:
         self._fanout.publish([u for u in members if u != user_id], event)
 
     async def _announce(self, user_id: str, status: str, seen: int) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        last, last_status = self._announced.get(user_id, (None, None))
+        if last is not None and now - last < PRESENCE_INTERVAL_S:
+            if user_id not in self._trailing:  # the state at the interval's end follows
+                wait = PRESENCE_INTERVAL_S - (now - last)
+                self._trailing[user_id] = loop.call_later(wait, self._announce_latest, user_id)
+            return
+        if last_status == status and last is not None and now - last < 2 * PRESENCE_INTERVAL_S:
+            return  # a trailing announcement of what the watchers were told already
+        self._announced[user_id] = (now, status)
+        if len(self._announced) > 10_000:  # keep only the users still inside an interval
+            self._announced = {
+                u: v for u, v in self._announced.items() if now - v[0] < 2 * PRESENCE_INTERVAL_S
+            }
+        await self._tell_watchers(user_id, status, seen)
+
+    def _announce_latest(self, user_id: str) -> None:
+        self._trailing.pop(user_id, None)
+        online = self._presence.is_online(user_id)
+        seen = now_ms() if online else (self._presence.last_seen(user_id) or now_ms())
+        status = "online" if online else "offline"
+        self._background.spawn(self._announce(user_id, status, seen), "announcing presence")
+
+    async def _tell_watchers(self, user_id: str, status: str, seen: int) -> None:
         try:
             watchers = set(await self._storage.contacts.watchers(user_id))
             watchers.update(await self._storage.chats.direct_peers(user_id))
@@ -123,3 +164,8 @@ class PresenceService:
                 "presence", {"user_id": user_id, "status": status, "last_seen": format_ts(seen)}
             )
             self._fanout.publish(online, event)
+
+    def close(self) -> None:
+        for handle in self._trailing.values():
+            handle.cancel()
+        self._trailing.clear()

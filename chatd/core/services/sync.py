@@ -16,6 +16,10 @@ from chatd.core.services.media import attachments
 from chatd.core.views import message_status, message_view
 
 PAGE = 200
+FIRST_PAGE = 64
+#: Content bytes one page should hold: pages of large messages get fewer rows,
+#: so a replay to a slow socket holds about this much history in memory.
+PAGE_BYTES = 1 << 20
 
 
 class SyncService:
@@ -26,9 +30,9 @@ class SyncService:
         """Yields ``(chat_id, seq, message view)`` for each unacknowledged message."""
         for pending in await self._storage.receipts.pending(caller.user_id, caller.device_id):
             members = await self._storage.chats.members(pending.chat_id)
-            after = pending.after_seq
+            after, limit = pending.after_seq, FIRST_PAGE
             while after < pending.last_seq:
-                page = await self._storage.messages.after(pending.chat_id, after, PAGE)
+                page = await self._storage.messages.after(pending.chat_id, after, limit)
                 visible = [m for m in page if m.seq <= pending.last_seq]  # not past leaving
                 media = await attachments(self._storage, visible)
                 for message in visible:
@@ -38,3 +42,5 @@ class SyncService:
                 if len(visible) < len(page) or not page:
                     break
                 after = page[-1].seq
+                size = sum(len(m.content) for m in page)
+                limit = max(8, min(PAGE, PAGE * PAGE_BYTES // max(1, size)))
