@@ -131,8 +131,14 @@ class Server:
     """A ``chatd serve`` child on loopback with a throw-away data directory."""
 
     def __init__(
-        self, synchronous: str, heartbeat_s: float | None = None, *, scylla: str | None = None
+        self,
+        synchronous: str,
+        heartbeat_s: float | None = None,
+        *,
+        scylla: str | None = None,
+        limits: str = "",
     ) -> None:
+        """``limits``: TOML lines added to (and overriding) the ``[limits]`` table."""
         self.dir = Path(tempfile.mkdtemp(prefix="chatd-bench-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -151,9 +157,12 @@ class Server:
         rest = (
             "[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 1024\nargon2_parallelism = 1\n"
             "[limits]\nmessages_per_second = 0\nlogin_attempts_per_minute = 100000\n"
-            # The load comes from one address and few users: lift the abuse caps.
-            "max_sockets_per_user = 1000000\nmax_sockets_per_address = 1000000\n"
-            '[log]\nlevel = "warning"\n'
+            + (
+                limits
+                # The load comes from one address and few users: lift the abuse caps.
+                or "max_sockets_per_user = 1000000\nmax_sockets_per_address = 1000000\n"
+            )
+            + '[log]\nlevel = "warning"\n'
         )
         (self.dir / "chatd.toml").write_text(
             f'[server]\ndata_dir = "{self.dir / "data"}"\n{beat}{storage}{rest}'
