@@ -39,6 +39,10 @@ _PROGRAM_EXTENSIONS = (
     "pl rb php elf run scpt gadget msc appx msix desktop"
 )
 EXECUTABLE_EXTENSIONS = frozenset(_PROGRAM_EXTENSIONS.split())
+#: File names a browser would open as a page (scripts run in it): refused too,
+#: whatever the bytes (plain text named ``x.html`` would be saved as a page).
+_PAGE_EXTENSIONS = "html htm shtml xhtml xht mht mhtml svg svgz xml xsl"
+WEB_PAGE_EXTENSIONS = frozenset(_PAGE_EXTENSIONS.split())
 #: An upload no message references yet may be sent only while it is this much
 #: younger than the retention grace period, so the retention job can never
 #: delete a media between a send's check and its append (at most 10 minutes).
@@ -103,8 +107,7 @@ class MediaService:
         if content_length is not None and content_length > self.max_upload_bytes:
             raise too_large(self.max_upload_bytes)
         filename = clean_filename(filename)
-        if filename and filename.lower().rsplit(".", 1)[-1] in EXECUTABLE_EXTENSIONS:
-            raise ChatdError("unsupported_media_type", "files named as programs are not accepted")
+        check_filename(filename)
         staged = await self._blobs.stage(chunks, self.max_upload_bytes)
         made: list[StagedBlob] = []
         outputs: list[str] = []
@@ -274,8 +277,24 @@ def clean_type(value: str | None) -> str | None:
 
 
 def clean_filename(value: str | None) -> str | None:
-    """The last path segment of a client's file name, without control characters."""
+    """The last path segment of a client's file name, without control characters.
+
+    Trailing dots and spaces go too: Windows drops them when it saves a file, so
+    ``run.bat.`` would land on the desktop as ``run.bat``.
+    """
     if not value:
         return None
-    name = _CONTROL.sub("", value).replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return name[:255] or None
+    name = _CONTROL.sub("", value).replace("\\", "/").rsplit("/", 1)[-1]
+    name = name.strip().rstrip(". ")
+    return name[:255].rstrip(". ") or None
+
+
+def check_filename(name: str | None) -> None:
+    """Refuse a (cleaned) name a desktop would run or a browser would open as a page."""
+    if not name or "." not in name:
+        return
+    extension = name.lower().rsplit(".", 1)[-1]
+    if extension in EXECUTABLE_EXTENSIONS:
+        raise ChatdError("unsupported_media_type", "files named as programs are not accepted")
+    if extension in WEB_PAGE_EXTENSIONS:
+        raise ChatdError("unsupported_media_type", "files named as web pages are not accepted")
