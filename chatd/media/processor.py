@@ -176,6 +176,8 @@ class PoolProcessor:
             _remove_outputs(path)
             if result.get("code") == "payload_too_large":
                 raise ChatdError("payload_too_large", result["error"])
+            if result.get("code") == "unavailable":
+                raise ChatdError("unavailable", result["error"])
             raise ChatdError("unsupported_media_type", result["error"])
         if "thumbnail_seconds" in result:
             self._observe("thumbnail", result.pop("thumbnail_seconds"))

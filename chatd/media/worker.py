@@ -18,6 +18,7 @@ is never copied as an RGB image.
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ def process(
     except MemoryError:  # the worker's address-space cap (RLIMIT_AS), in Python or FFmpeg
         return {"error": "this file needs more memory than the server allows", "code": TOO_LARGE}
     except (OSError, ValueError, SyntaxError, av.FFmpegError, IndexError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return {"error": "the server's disk is full; retry later", "code": "unavailable"}
         kind = mime.split("/", 1)[0]
         return {
             "error": f"not a readable {kind} file ({type(exc).__name__})",

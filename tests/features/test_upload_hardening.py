@@ -6,16 +6,21 @@ nothing was stored, and that the server still answers everyone else.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
-from chatd.client import ApiError
+from chatd.client import ApiError, ChatdClient
 from chatd.gateway.context import SERVICES
 from tests import media_files as mf
-from tests.abuse_checks import still_serving
+from tests.abuse_checks import health, still_serving
+from tests.conftest import PASSWORD
 
 PDF = b"%PDF-1.4\n" + os.urandom(991)
 
@@ -195,3 +200,83 @@ async def test_images_still_upload(user):
     alice = await user()
     media = await alice.upload_media(mf.png(), "image/png")
     assert media["width"] == 400
+
+
+# -- items 9 and 12: trickling and aborted bodies --------------------------------------
+
+
+async def open_upload(base_url: str, token: str, length: int):
+    """A raw connection that has sent the headers of a ``POST /media`` of ``length`` bytes."""
+    url = URL(base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        (
+            f"POST /api/v1/media HTTP/1.1\r\nHost: {url.host}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/pdf\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+@pytest.mark.parametrize(
+    "config_overrides",
+    [{"limits": {"upload_min_bytes_per_s": 2000, "upload_rate_window_s": 0.5}}],
+)
+async def test_an_upload_trickling_in_is_ended(server, base_url, user, tmp_path):
+    alice = await user()
+    reader, writer = await open_upload(base_url, alice.token, len(PDF))
+    writer.write(PDF[:100])  # a start, then a byte every 0.2 s: far under 2000 bytes/s
+    started = time.monotonic()
+    answer = asyncio.create_task(reader.read(4096))
+    with contextlib.suppress(ConnectionError):
+        for byte in PDF[100:120]:
+            if answer.done():
+                break
+            await asyncio.sleep(0.2)
+            writer.write(bytes([byte]))
+            await writer.drain()
+    head = await asyncio.wait_for(answer, 5)
+    assert head.startswith(b"HTTP/1.1 400"), head[:200]
+    assert b"too slow" in head
+    assert time.monotonic() - started < 3
+    writer.close()
+    assert [p for p in stored_files(tmp_path) if p.suffix == ".part"] == []
+    # A client at a normal pace is not affected.
+    assert (await alice.upload_media(PDF, "application/pdf"))["size"] == len(PDF)
+    await still_serving(user, base_url)
+
+
+async def test_a_client_aborting_mid_upload_is_a_disconnect_not_an_error(chatd_process):
+    # A real `chatd serve`: aiohttp's test server cancels handlers on disconnect,
+    # the production one lets them run into the lost connection.
+    await chatd_process.start()
+    url = chatd_process.url
+    alice, bob, carol = (ChatdClient(url) for _ in range(3))
+    try:
+        for client, name in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+            await client.register(name, PASSWORD)
+            await client.login(name, PASSWORD)
+        for _ in range(3):
+            _, writer = await open_upload(url, alice.token, 5_000_000)
+            writer.write(b"%PDF-1.4\n" + os.urandom(2_000_000))
+            await writer.drain()
+            await asyncio.sleep(0.3)  # the server is reading the body
+            writer.transport.abort()  # gone, without finishing it
+        await asyncio.sleep(0.5)
+        status, _, _ = await health(url)
+        assert status == 200
+        async with carol.connect() as ws:
+            sent = await bob.send_message(recipient_id=carol.user_id, content="still here")
+            assert (await ws.next_event("new_message"))["data"]["message_id"] == sent["message_id"]
+        async with aiohttp.ClientSession() as http, http.get(url + "/api/v1/metrics") as resp:
+            metrics = await resp.text()
+    finally:
+        for client in (alice, bob, carol):
+            await client.aclose()
+    assert 'chatd_errors_total{code="internal"}' not in metrics
+    log = (chatd_process.data_dir.parent / f"server-{chatd_process.port}.log").read_text()
+    assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
+    staged = chatd_process.data_dir / "media" / "tmp"
+    assert [p for p in staged.iterdir() if p.suffix == ".part"] == []

@@ -111,6 +111,10 @@ class MediaService:
         await self._processor.aclose()
         await self._blobs.aclose()
 
+    async def write_problem(self) -> str | None:
+        """Why uploads cannot be stored now (a full disk), or None (for ``/health``)."""
+        return await self._blobs.writable()
+
     # -- upload ----------------------------------------------------------------
 
     async def upload(
