@@ -78,7 +78,7 @@ class LimitsConfig:
     max_upload_bytes: int = 67108864
     key_fetches_per_minute: int = 60
     uploads_per_minute: int = 30
-    concurrent_uploads_per_user: int = 2
+    concurrent_uploads_per_user: int = 4
     upload_min_bytes_per_s: int = 1024
     upload_rate_window_s: float = 30.0
     unsent_upload_bytes: int = 536870912

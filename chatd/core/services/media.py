@@ -69,7 +69,7 @@ class MediaService:
         *,
         max_upload_bytes: int = 64 * 1024 * 1024,
         uploads_per_minute: int = 30,
-        concurrent_uploads: int = 2,
+        concurrent_uploads: int = 4,
         min_bytes_per_s: int = 1024,
         rate_window_s: float = 30.0,
         unsent_bytes: int = 512 << 20,
