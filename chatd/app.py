@@ -86,13 +86,22 @@ def make_media(config: Config, storage: Storage, metrics: Metrics) -> MediaServi
     processor = PoolProcessor(
         workers=media.workers,
         thumbnail_format=media.thumbnail_format,
+        memory_bytes=media.worker_memory_mb << 20,
+        max_duration_s=media.max_duration_s,
         observe=metrics.observe_media,
     )
+    limits = config.limits
     return MediaService(
         storage,
         blobs,
         processor,
-        max_upload_bytes=config.limits.max_upload_bytes,
+        max_upload_bytes=limits.max_upload_bytes,
+        uploads_per_minute=limits.uploads_per_minute,
+        concurrent_uploads=limits.concurrent_uploads_per_user,
+        min_bytes_per_s=limits.upload_min_bytes_per_s,
+        rate_window_s=limits.upload_rate_window_s,
+        unsent_bytes=limits.unsent_upload_bytes,
+        bytes_per_day=limits.upload_bytes_per_day,
         allowed_types=media.allowed_types,
         retention_grace_ms=int(media.retention_grace_hours * 3_600_000),
         retention_interval_s=media.retention_interval_minutes * 60,

@@ -82,6 +82,12 @@ class LimitsConfig:
     max_socket_buffer_bytes: int = 8 << 20
     socket_stall_s: float = 30.0
     descriptor_reserve: int = 256
+    uploads_per_minute: int = 30
+    concurrent_uploads_per_user: int = 4
+    upload_min_bytes_per_s: int = 1024
+    upload_rate_window_s: float = 30.0
+    unsent_upload_bytes: int = 536870912
+    upload_bytes_per_day: int = 4294967296
 
 
 #: Accepted upload types, as sniffed from the bytes: pictures, video, sound and
@@ -128,6 +134,8 @@ class MediaConfig:
     workers: int = 2
     retention_grace_hours: float = 24.0
     retention_interval_minutes: float = 60.0
+    worker_memory_mb: int = 2048
+    max_duration_s: float = 43200.0
 
 
 @dataclass(frozen=True)
@@ -286,12 +294,26 @@ def _check(config: Config) -> None:
         (lim.login_attempts_per_minute >= 1, "[limits] login_attempts_per_minute must be >= 1"),
         (2 <= lim.max_group_members <= 100_000, "[limits] max_group_members must be 2-100000"),
         (lim.max_upload_bytes >= 1, "[limits] max_upload_bytes must be positive"),
+        (lim.uploads_per_minute >= 0, "[limits] uploads_per_minute must be 0 or more"),
+        (
+            lim.concurrent_uploads_per_user >= 1,
+            "[limits] concurrent_uploads_per_user must be at least 1",
+        ),
+        (lim.upload_min_bytes_per_s >= 0, "[limits] upload_min_bytes_per_s must be 0 or more"),
+        (lim.upload_rate_window_s > 0, "[limits] upload_rate_window_s must be positive"),
+        (lim.unsent_upload_bytes >= 0, "[limits] unsent_upload_bytes must be 0 or more"),
+        (lim.upload_bytes_per_day >= 0, "[limits] upload_bytes_per_day must be 0 or more"),
         (config.media.store != "", "[media] store must name a media store plugin"),
         (
             config.media.thumbnail_format in {"jpeg", "webp"},
             "[media] thumbnail_format must be jpeg or webp",
         ),
         (1 <= config.media.workers <= 64, "[media] workers must be 1-64"),
+        (
+            config.media.worker_memory_mb == 0 or config.media.worker_memory_mb >= 256,
+            "[media] worker_memory_mb must be 0 (no cap) or at least 256",
+        ),
+        (config.media.max_duration_s > 0, "[media] max_duration_s must be positive"),
         (config.media.retention_grace_hours >= 0, "[media] retention_grace_hours must be >= 0"),
         (
             config.media.retention_interval_minutes > 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import io
 import math
+import struct
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -160,3 +161,44 @@ def audio(fmt: str = "mp3", seconds: float = 1.5) -> bytes:
 def elf_executable() -> bytes:
     """The start of a 64-bit Linux executable, padded."""
     return b"\x7fELF\x02\x01\x01\x00" + bytes(8) + b"\x02\x00\x3e\x00" + bytes(4000)
+
+
+def flat_gray_jpeg(width: int, height: int) -> bytes:
+    """A baseline grayscale JPEG of one flat grey, written by hand: no pixels in memory.
+
+    Every 8 x 8 block is a zero DC difference and an end of block (two 2-bit
+    Huffman codes), so the file is about ``width * height / 128`` bytes and
+    decodes for real to ``width x height`` pixels.
+    """
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    one_code = bytes([0, 1] + [0] * 14) + b"\x00"  # one 2-bit code, for symbol 0
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    return (
+        b"\xff\xd8"
+        + segment(0xDB, b"\x00" + bytes([1] * 64))
+        + segment(0xC0, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+        + segment(0xC4, b"\x00" + one_code)  # DC: category 0
+        + segment(0xC4, b"\x10" + one_code)  # AC: end of block
+        + segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+        + bytes((blocks + 1) // 2)
+        + b"\xff\xd9"
+    )
+
+
+def mjpeg_mp4(width: int, height: int) -> bytes:
+    """An MP4 of one Motion-JPEG frame of ``width x height`` that really decodes.
+
+    A 16,000 x 16,000 one is 2 MB: what a decompression bomb in a video looks like.
+    """
+
+    def build(container) -> None:  # type: ignore[no-untyped-def]
+        stream = container.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+        packet = av.Packet(flat_gray_jpeg(width, height))
+        packet.stream, packet.pts, packet.dts, packet.duration = stream, 0, 0, 1
+        container.mux(packet)
+
+    return _encode_av("mp4", ".mp4", build)

@@ -62,12 +62,22 @@ def classify(exc: BaseException, where: str) -> ChatdError:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def client_gone(request: web.Request, exc: BaseException) -> bool:
+    """Whether ``exc`` only says that the client hung up (mid-upload, say): not our error."""
+    transport = request.transport
+    return isinstance(exc, ConnectionError) and (transport is None or transport.is_closing())
+
+
 def make_error_middleware(count: Callable[[str], None]) -> Any:
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except Exception as exc:
+            if client_gone(request, exc):
+                # A disconnect: nobody reads the answer, nothing to count or alert on.
+                log.debug("client left during %s %s: %s", request.method, request.path, exc)
+                return error_response("bad_request", "the client went away")
             error = classify(exc, f"{request.method} {request.path}")
             count(error.code)
             return error_response(error.code, error.message, error.retry_after)

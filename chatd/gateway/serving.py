@@ -7,7 +7,9 @@ SHA-256 as a strong ETag that is the same on every node. Tests pin each rule.
 - ``Range``: one ``bytes`` range, ``a-b``, ``a-`` or the suffix ``-n``. A range
   starting at or past the end, a zero-length suffix, or any range of an empty
   file is unsatisfiable (416 with ``Content-Range: bytes */size``). Several
-  ranges, another unit or a malformed value are ignored: the whole file, 200.
+  ranges, another unit or a malformed value (digits other than ASCII 0-9
+  included) are ignored: the whole file, 200. A number of any length is read
+  (beyond 18 digits as "more than any file"), never a 500.
 - ``If-None-Match`` (weak comparison, ``*`` too) -> 304.
 - ``If-Range`` with anything but the current ETag -> the whole file, 200.
 """
@@ -17,7 +19,9 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-_SPEC = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
+from chatd.core.validate import natural
+
+_SPEC = re.compile(r"[ \t]*bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.I | re.A)
 INLINE_PREFIXES = ("image/", "video/", "audio/")
 
 
@@ -36,17 +40,23 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last n bytes
-        n = int(last)
+        n = _number(last)
         if n == 0 or size == 0:
             raise Unsatisfiable
         return max(0, size - n), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _number(first)
+    end = _number(last) if last else size - 1
     if last and end < start:
         return None  # invalid: ignored, as RFC 9110 says
     if start >= size:
         raise Unsatisfiable
     return start, min(end, size - 1)
+
+
+def _number(digits: str) -> int:
+    value = natural(digits)  # the pattern let only ASCII digits through
+    assert value is not None
+    return value
 
 
 def etag_matches(header: str | None, etag: str) -> bool:

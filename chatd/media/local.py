@@ -5,19 +5,25 @@ and the files the processor makes beside them. A blob is written to ``tmp/``,
 fsynced, then renamed onto its name and the folder fsynced, so a crash never
 leaves a partial file under a blob name; leftovers in ``tmp/`` are removed when
 the store opens. File work runs in threads, never on the event loop.
+
+A write that fails for lack of space (ENOSPC, EDQUOT) refuses that upload with
+``unavailable`` and is remembered: ``writable`` then reports it to ``/health``
+until a small probe write succeeds again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import re
 import secrets
 import shutil
-from collections.abc import AsyncIterable, AsyncIterator
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,6 +39,11 @@ WRITE_BATCH = 1 << 20
 #: the same file system for as long as it takes.
 SYNC_EVERY = 4 << 20
 READ_CHUNK = 256 * 1024
+#: Errors that mean "no room", not "bad file": the disk or the user's quota is full.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: While writes fail, ``writable`` probes with a write of this size, at most this often.
+PROBE_BYTES = 64 * 1024
+PROBE_EVERY_S = 1.0
 
 
 class LocalBlobStore:
@@ -40,6 +51,8 @@ class LocalBlobStore:
         self.root = Path(data_dir) / "media"
         self.blobs = self.root / "blobs"
         self.tmp = self.root / "tmp"
+        self._failure: str | None = None
+        self._probed_at = 0.0
 
     async def open(self) -> None:
         await asyncio.to_thread(self._open)
@@ -61,6 +74,10 @@ class LocalBlobStore:
     # -- staging -------------------------------------------------------------------
 
     async def stage(self, chunks: AsyncIterable[bytes], limit: int) -> StagedBlob:
+        with self._space_checked():
+            return await self._stage(chunks, limit)
+
+    async def _stage(self, chunks: AsyncIterable[bytes], limit: int) -> StagedBlob:
         path = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()
         file = await asyncio.to_thread(path.open, "xb")
@@ -85,7 +102,8 @@ class LocalBlobStore:
         return StagedBlob(str(path), digest.hexdigest(), size)
 
     async def adopt(self, path: str) -> StagedBlob:
-        return await asyncio.to_thread(self._adopt, Path(path))
+        with self._space_checked():
+            return await asyncio.to_thread(self._adopt, Path(path))
 
     def _adopt(self, path: Path) -> StagedBlob:
         if path.parent.resolve() != self.tmp.resolve():
@@ -100,7 +118,8 @@ class LocalBlobStore:
         return StagedBlob(str(path), digest.hexdigest(), path.stat().st_size)
 
     async def publish(self, staged: StagedBlob) -> None:
-        await asyncio.to_thread(self._publish, staged)
+        with self._space_checked():
+            await asyncio.to_thread(self._publish, staged)
 
     def _publish(self, staged: StagedBlob) -> None:
         target = self.path(staged.sha256)
@@ -118,6 +137,47 @@ class LocalBlobStore:
 
     async def discard(self, staged: StagedBlob) -> None:
         await asyncio.to_thread(Path(staged.path).unlink, missing_ok=True)
+
+    # -- a full disk ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _space_checked(self) -> Iterator[None]:
+        """A write failing for lack of space: remembered, and ``unavailable`` (not a 500)."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            self._failure = f"media writes fail: {os.strerror(exc.errno or 0)}"
+            self._probed_at = time.monotonic()
+            log.error("media store write failed: %s", exc)
+            raise ChatdError("unavailable", "the server's disk is full; retry later") from None
+
+    async def writable(self) -> str | None:
+        if self._failure is None:
+            return None
+        now = time.monotonic()
+        if now - self._probed_at < PROBE_EVERY_S:
+            return self._failure
+        self._probed_at = now
+        try:
+            await asyncio.to_thread(self._probe)
+        except OSError as exc:
+            self._failure = f"media writes fail: {os.strerror(exc.errno or 0)}"
+            return self._failure
+        log.warning("media store writes succeed again")
+        self._failure = None
+        return None
+
+    def _probe(self) -> None:
+        path = self.tmp / f"{secrets.token_hex(8)}.probe"
+        try:
+            with path.open("xb") as file:
+                file.write(bytes(PROBE_BYTES))
+                file.flush()
+                os.fsync(file.fileno())
+        finally:
+            path.unlink(missing_ok=True)
 
     # -- reading and deleting ------------------------------------------------------
 

@@ -3,8 +3,11 @@
 Decoding a large image or a video frame holds the GIL for long stretches, so
 it runs in separate processes (``[media] workers``), started by a fork server
 that has already imported the decoders. A worker that crashes on a hostile file
-breaks the pool: it is replaced and that upload is refused, nothing else.
-Sniffing reads only the first 8 KiB, in a thread.
+breaks the pool: it is replaced and that upload is refused, nothing else. Each
+worker's address space is capped (``[media] worker_memory_mb``, RLIMIT_AS), so a
+file that makes a decoder allocate gigabytes fails there (``payload_too_large``)
+instead of taking the machine's memory. Sniffing reads only the first 8 KiB, in
+a thread.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -41,17 +45,24 @@ def _context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def _start_worker(lifeline: Any) -> None:
-    """Worker initializer: yield the CPU to the server, and leave when it is gone.
+def _start_worker(lifeline: Any, memory_bytes: int) -> None:
+    """Worker initializer: cap its memory, yield the CPU to the server, leave when it is gone.
 
     A worker runs at a lower priority (nice +10), so on a busy machine the
     scheduler favours the server's event loop over a thumbnail. ``lifeline`` is
     the read end of a pipe whose only write end the server holds; the kernel
     closes it when the server dies, even by SIGKILL, and the read returns.
-    Without it an orphaned worker would wait for work forever.
+    Without it an orphaned worker would wait for work forever. ``memory_bytes``
+    caps the worker's address space: past it an allocation fails (MemoryError
+    in Python, ENOMEM in FFmpeg) and that file is refused.
     """
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
+    if memory_bytes > 0:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            memory_bytes = min(memory_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, hard))
 
     def wait() -> None:
         with contextlib.suppress(EOFError, OSError):
@@ -65,11 +76,13 @@ def _ready() -> None:
     """A task that only proves a worker is up."""
 
 
-def _run(path: str, mime_type: str, thumbnail_format: str, px: int) -> dict[str, Any]:
+def _run(
+    path: str, mime_type: str, thumbnail_format: str, px: int, max_duration_s: float
+) -> dict[str, Any]:
     """In a worker process: the decoders are imported there, never in the server."""
     from chatd.media import worker
 
-    return worker.process(path, mime_type, thumbnail_format, px)
+    return worker.process(path, mime_type, thumbnail_format, px, max_duration_s)
 
 
 def _read_head(path: str) -> bytes:
@@ -84,9 +97,13 @@ class PoolProcessor:
         workers: int = 2,
         thumbnail_format: str = "jpeg",
         thumbnail_px: int = THUMBNAIL_PX,
+        memory_bytes: int = 2048 << 20,
+        max_duration_s: float = 12 * 3600,
         observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self._workers = workers
+        self._memory_bytes = memory_bytes
+        self._max_duration_s = max_duration_s
         self._format = thumbnail_format
         self._px = thumbnail_px
         self._observe = observe or (lambda what, seconds: None)
@@ -121,7 +138,7 @@ class PoolProcessor:
             mp_context=self._context,
             max_tasks_per_child=TASKS_PER_WORKER,
             initializer=_start_worker,
-            initargs=(self._lifeline[0],),
+            initargs=(self._lifeline[0], self._memory_bytes),
         )
         for ready in [pool.submit(_ready) for _ in range(self._workers)]:
             ready.result()
@@ -146,7 +163,7 @@ class PoolProcessor:
         loop = asyncio.get_running_loop()
         try:
             result: dict[str, Any] = await loop.run_in_executor(
-                pool, _run, path, mime_type, self._format, self._px
+                pool, _run, path, mime_type, self._format, self._px, self._max_duration_s
             )
         except BrokenProcessPool:
             log.error("a media worker died processing a %s file; pool replaced", mime_type)
@@ -157,6 +174,10 @@ class PoolProcessor:
             raise ChatdError("unsupported_media_type", "this file could not be processed") from None
         if "error" in result:
             _remove_outputs(path)
+            if result.get("code") == "payload_too_large":
+                raise ChatdError("payload_too_large", result["error"])
+            if result.get("code") == "unavailable":
+                raise ChatdError("unavailable", result["error"])
             raise ChatdError("unsupported_media_type", result["error"])
         if "thumbnail_seconds" in result:
             self._observe("thumbnail", result.pop("thumbnail_seconds"))

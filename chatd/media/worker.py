@@ -4,11 +4,21 @@
 boundary): dimensions, duration, and the paths of the files it wrote beside the
 input: ``<path>.thumb`` (the thumbnail) and ``<path>.clean`` (the image to serve
 instead of the upload, when the upload carried metadata or an EXIF rotation).
-Errors come back as ``{"error": text}``, never as exceptions.
+Errors come back as ``{"error": text, "code": contract code}``, never as
+exceptions: ``payload_too_large`` for a file over a limit (pixels, duration,
+frames, or the worker's memory cap), ``unsupported_media_type`` for one that
+does not decode.
+
+A video's frame size, frame count and duration, and a sound's duration, are
+read from the container's headers and checked before any frame is decoded:
+a small file can declare a 16,000 x 16,000 frame, and decoding it would take
+gigabytes. The poster is scaled while it is converted, so the full-size frame
+is never copied as an RGB image.
 """
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 from typing import Any
@@ -21,23 +31,47 @@ from chatd.media import strip
 #: Larger images are refused rather than decoded (a 12000 x 12500 photo is the limit).
 MAX_PIXELS = 150_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+#: Longest video or sound accepted by default (``[media] max_duration_s``).
+MAX_DURATION_S = 12 * 3600
+#: Most frames per second a video may average over its declared duration.
+MAX_FPS = 240
+TOO_LARGE = "payload_too_large"
 _ORIENTATION = 0x0112
 _SAVE_FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 _REENCODABLE = {"JPEG", "PNG", "WEBP"}
 
 
-def process(path: str, mime: str, thumbnail_format: str, thumbnail_px: int) -> dict[str, Any]:
+class TooLarge(Exception):
+    """The file is over a limit; the message says which."""
+
+
+def process(
+    path: str,
+    mime: str,
+    thumbnail_format: str,
+    thumbnail_px: int,
+    max_duration_s: float = MAX_DURATION_S,
+) -> dict[str, Any]:
     try:
         if mime.startswith("image/"):
             return _image(path, mime, thumbnail_format, thumbnail_px)
         if mime.startswith(("video/", "audio/")):
-            return _audio_video(path, mime, thumbnail_format, thumbnail_px)
+            return _audio_video(path, mime, thumbnail_format, thumbnail_px, max_duration_s)
         return {"mime_type": mime}
     except Image.DecompressionBombError:
-        return {"error": f"images are limited to {MAX_PIXELS} pixels"}
+        return {"error": f"images are limited to {MAX_PIXELS} pixels", "code": TOO_LARGE}
+    except TooLarge as exc:
+        return {"error": str(exc), "code": TOO_LARGE}
+    except MemoryError:  # the worker's address-space cap (RLIMIT_AS), in Python or FFmpeg
+        return {"error": "this file needs more memory than the server allows", "code": TOO_LARGE}
     except (OSError, ValueError, SyntaxError, av.FFmpegError, IndexError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return {"error": "the server's disk is full; retry later", "code": "unavailable"}
         kind = mime.split("/", 1)[0]
-        return {"error": f"not a readable {kind} file ({type(exc).__name__})"}
+        return {
+            "error": f"not a readable {kind} file ({type(exc).__name__})",
+            "code": "unsupported_media_type",
+        }
 
 
 # -- images -------------------------------------------------------------------------
@@ -124,11 +158,14 @@ def _save_thumbnail(
 # -- audio and video -------------------------------------------------------------------
 
 
-def _audio_video(path: str, mime: str, thumbnail_format: str, px: int) -> dict[str, Any]:
+def _audio_video(
+    path: str, mime: str, thumbnail_format: str, px: int, max_duration_s: float
+) -> dict[str, Any]:
     with av.open(path, metadata_errors="ignore") as container:
         video = next((s for s in container.streams.video if not _is_cover_art(s)), None)
         if video is None and not container.streams.audio:
-            return {"error": "no audio or video track found"}
+            return {"error": "no audio or video track found", "code": "unsupported_media_type"}
+        _check_declared(container, max_duration_s)
         duration_ms = _duration_ms(container, video or container.streams.audio[0])
         kind, _, subtype = mime.partition("/")
         if video is None and kind == "video":
@@ -141,15 +178,54 @@ def _audio_video(path: str, mime: str, thumbnail_format: str, px: int) -> dict[s
         started = time.perf_counter()
         frame = next(container.decode(video), None)
         if frame is None:
-            return {"error": "the video has no frame to show"}
-        poster = frame.to_image()
+            return {"error": "the video has no frame to show", "code": "unsupported_media_type"}
+        _check_pixels(frame.width, frame.height)  # the decoder may disagree with the header
+        # Scaled while converted to RGB (at most twice the thumbnail, LANCZOS does
+        # the rest): the full-size frame is never copied.
+        scale = min(1.0, 2 * px / max(frame.width, frame.height, 1))
+        width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+        poster = frame.to_image(width=width, height=height)
         rotation = int(getattr(frame, "rotation", 0) or 0) % 360
         if rotation:
             poster = poster.rotate(rotation, expand=True)
-        result["width"], result["height"] = poster.size
+        turned = rotation in (90, 270)
+        result["width"], result["height"] = (
+            (frame.height, frame.width) if turned else (frame.width, frame.height)
+        )
         result.update(_save_thumbnail(poster, path, thumbnail_format, px))
         result["thumbnail_seconds"] = time.perf_counter() - started
         return result
+
+
+def _check_declared(container: Any, max_duration_s: float) -> None:
+    """Refuse, from the headers alone, what would be too costly to decode or keep."""
+    limit = f"{max_duration_s / 60:g} minutes"
+    if container.duration and container.duration / 1_000_000 > max_duration_s:
+        raise TooLarge(f"video and sound are limited to {limit}")
+    for stream in container.streams:
+        seconds = _seconds(stream)
+        if seconds is not None and seconds > max_duration_s:
+            raise TooLarge(f"video and sound are limited to {limit}")
+        if stream.type != "video":
+            continue
+        context = stream.codec_context
+        _check_pixels(
+            max(context.width or 0, context.coded_width or 0),
+            max(context.height or 0, context.coded_height or 0),
+        )
+        if (stream.frames or 0) > max_duration_s * MAX_FPS:
+            raise TooLarge(f"videos are limited to {int(max_duration_s * MAX_FPS)} frames")
+
+
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise TooLarge(f"video frames are limited to {MAX_PIXELS} pixels ({width} x {height})")
+
+
+def _seconds(stream: Any) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
 
 
 def _is_cover_art(stream: Any) -> bool:

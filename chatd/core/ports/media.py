@@ -58,7 +58,8 @@ class BlobStore(Protocol):
         """Write ``chunks`` to a new temporary file, hashing as they arrive.
 
         Never holds the whole stream in memory. Past ``limit`` bytes it stops
-        reading and raises ``payload_too_large``, leaving nothing behind.
+        reading and raises ``payload_too_large``, leaving nothing behind. A full
+        disk (or quota) raises ``unavailable``, also leaving nothing behind.
         """
 
     async def adopt(self, path: str) -> StagedBlob:
@@ -85,6 +86,13 @@ class BlobStore(Protocol):
 
     async def delete(self, sha256: str) -> bool:
         """Remove a blob; True if it existed. Callers make sure no record uses it."""
+
+    async def writable(self) -> str | None:
+        """None while writes succeed; else why they fail (for ``/health``).
+
+        A store that saw a write fail for lack of space checks again (with a
+        small real write, at most about once a second) until one succeeds.
+        """
 
     async def aclose(self) -> None: ...
 

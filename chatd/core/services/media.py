@@ -23,6 +23,7 @@ from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Media, Message
 from chatd.core.ports.media import BlobStore, MediaProcessor, StagedBlob
 from chatd.core.ports.storage import Storage
+from chatd.core.uploads import UploadLedger, paced
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,10 @@ _PROGRAM_EXTENSIONS = (
     "pl rb php elf run scpt gadget msc appx msix desktop"
 )
 EXECUTABLE_EXTENSIONS = frozenset(_PROGRAM_EXTENSIONS.split())
+#: File names a browser would open as a page (scripts run in it): refused too,
+#: whatever the bytes (plain text named ``x.html`` would be saved as a page).
+_PAGE_EXTENSIONS = "html htm shtml xhtml xht mht mhtml svg svgz xml xsl"
+WEB_PAGE_EXTENSIONS = frozenset(_PAGE_EXTENSIONS.split())
 #: An upload no message references yet may be sent only while it is this much
 #: younger than the retention grace period, so the retention job can never
 #: delete a media between a send's check and its append (at most 10 minutes).
@@ -63,6 +68,12 @@ class MediaService:
         processor: MediaProcessor,
         *,
         max_upload_bytes: int = 64 * 1024 * 1024,
+        uploads_per_minute: int = 30,
+        concurrent_uploads: int = 4,
+        min_bytes_per_s: int = 1024,
+        rate_window_s: float = 30.0,
+        unsent_bytes: int = 512 << 20,
+        bytes_per_day: int = 4 << 30,
         allowed_types: Collection[str] = (),
         retention_grace_ms: int = 24 * 3600 * 1000,
         retention_interval_s: float = 3600.0,
@@ -75,6 +86,18 @@ class MediaService:
         self._grace_ms = retention_grace_ms
         self._interval_s = retention_interval_s
         self._send_window_ms = retention_grace_ms - min(retention_grace_ms // 2, MAX_SEND_MARGIN_MS)
+        self._min_rate = min_bytes_per_s
+        self._rate_window_s = rate_window_s
+        self._ledger = UploadLedger(
+            per_minute=uploads_per_minute,
+            concurrent=concurrent_uploads,
+            unsent_bytes=unsent_bytes,
+            bytes_per_day=bytes_per_day,
+            # Retention deletes an unsent upload after the grace period and the
+            # interval between its runs: until then it holds disk.
+            unsent_window_ms=retention_grace_ms + int(retention_interval_s * 1000),
+            is_sent=self._is_sent,
+        )
         # Publishing a blob and recording it, against the retention job deleting a
         # blob it found unused: one must not slip between the other's two steps.
         self._blob_lock = asyncio.Lock()
@@ -88,6 +111,10 @@ class MediaService:
         await self._processor.aclose()
         await self._blobs.aclose()
 
+    async def write_problem(self) -> str | None:
+        """Why uploads cannot be stored now (a full disk), or None (for ``/health``)."""
+        return await self._blobs.writable()
+
     # -- upload ----------------------------------------------------------------
 
     async def upload(
@@ -99,13 +126,37 @@ class MediaService:
         filename: str | None = None,
         content_length: int | None = None,
     ) -> Media:
-        """Store an upload; ``payload_too_large`` or ``unsupported_media_type`` refuse it."""
+        """Store an upload; ``payload_too_large``, ``unsupported_media_type`` or
+        ``rate_limited`` refuse it, ``bad_request`` if its body trickles in."""
         if content_length is not None and content_length > self.max_upload_bytes:
             raise too_large(self.max_upload_bytes)
         filename = clean_filename(filename)
-        if filename and filename.lower().rsplit(".", 1)[-1] in EXECUTABLE_EXTENSIONS:
-            raise ChatdError("unsupported_media_type", "files named as programs are not accepted")
-        staged = await self._blobs.stage(chunks, self.max_upload_bytes)
+        check_filename(filename)
+        if content_length is not None:
+            self._ledger.precheck(caller.user_id, content_length)
+        with self._ledger.slot(caller.user_id):
+            body = paced(chunks, min_bytes_per_s=self._min_rate, window_s=self._rate_window_s)
+            staged = await self._blobs.stage(body, self.max_upload_bytes)
+            try:
+                entry = await self._ledger.admit(caller.user_id, staged.size)
+            except BaseException:
+                await self._blobs.discard(staged)
+                raise
+            try:
+                media = await self._store(caller, staged, declared_type, filename)
+            except BaseException:
+                self._ledger.cancel(caller.user_id, entry)
+                raise
+            entry.media_id = media.media_id
+            return media
+
+    async def _is_sent(self, media_id: str) -> bool:
+        return bool(await self._storage.media.references(media_id, limit=1))
+
+    async def _store(
+        self, caller: Caller, staged: StagedBlob, declared_type: str | None, filename: str | None
+    ) -> Media:
+        """Probe, thumbnail, publish and record a staged upload; nothing is left if it fails."""
         made: list[StagedBlob] = []
         outputs: list[str] = []
         try:
@@ -274,8 +325,24 @@ def clean_type(value: str | None) -> str | None:
 
 
 def clean_filename(value: str | None) -> str | None:
-    """The last path segment of a client's file name, without control characters."""
+    """The last path segment of a client's file name, without control characters.
+
+    Trailing dots and spaces go too: Windows drops them when it saves a file, so
+    ``run.bat.`` would land on the desktop as ``run.bat``.
+    """
     if not value:
         return None
-    name = _CONTROL.sub("", value).replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return name[:255] or None
+    name = _CONTROL.sub("", value).replace("\\", "/").rsplit("/", 1)[-1]
+    name = name.strip().rstrip(". ")
+    return name[:255].rstrip(". ") or None
+
+
+def check_filename(name: str | None) -> None:
+    """Refuse a (cleaned) name a desktop would run or a browser would open as a page."""
+    if not name or "." not in name:
+        return
+    extension = name.lower().rsplit(".", 1)[-1]
+    if extension in EXECUTABLE_EXTENSIONS:
+        raise ChatdError("unsupported_media_type", "files named as programs are not accepted")
+    if extension in WEB_PAGE_EXTENSIONS:
+        raise ChatdError("unsupported_media_type", "files named as web pages are not accepted")

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from chatd.core.errors import bad_request
 from chatd.core.services.media import Served
@@ -37,22 +38,39 @@ async def upload(request: web.Request) -> web.Response:
 
 
 async def _file_part(request: web.Request) -> tuple[str | None, str | None, AsyncIterator[bytes]]:
-    """The ``file`` part of a multipart body, ready to be streamed (parts before it skipped)."""
-    reader = await request.multipart()
-    while True:
-        part = await reader.next()
-        if part is None:
-            raise bad_request("the multipart body has no part named file")
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            # Browsers escape only '"', CR and LF in the name; aiohttp escapes more.
-            filename = unquote(part.filename) if part.filename else None
-            return part.headers.get(hdrs.CONTENT_TYPE), filename, _chunks(part)
-        await part.release()
+    """The ``file`` part of a multipart body, ready to be streamed (parts before it skipped).
+
+    aiohttp's parser reports a malformed body (no boundary, a boundary never
+    found, an endless header) with ValueError or AssertionError: the client's
+    mistake, so ``bad_request``, never a 500.
+    """
+    try:
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise bad_request("the multipart body has no part named file")
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                # Browsers escape only '"', CR and LF in the name; aiohttp escapes more.
+                filename = unquote(part.filename) if part.filename else None
+                return part.headers.get(hdrs.CONTENT_TYPE), filename, _chunks(part)
+            await part.release()
+    except MALFORMED as exc:
+        raise bad_request(f"the multipart body is malformed ({exc})") from None
+
+
+#: What aiohttp's multipart parser raises on a body that does not follow RFC 7578.
+MALFORMED = (ValueError, AssertionError, LineTooLong, BadHttpMessage)
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(READ_CHUNK):
-        yield chunk
+    """The part's bytes; a part whose closing boundary never comes is refused, not kept."""
+    try:
+        while not part.at_eof():
+            if chunk := await part.read_chunk(READ_CHUNK):
+                yield chunk
+    except MALFORMED:
+        raise bad_request("the file part ends without its closing boundary") from None
 
 
 async def download(request: web.Request) -> web.StreamResponse:

@@ -12,16 +12,22 @@ from chatd.gateway.http import json_response
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 ``ok``, or 503 ``unavailable`` with a ``reason`` while storage does not
+    answer or writes fail (a full disk included), as the contract says."""
     svc = services(request)
-    ok = await svc.storage.ping()
+    reason = None if await svc.storage.ping() else "storage does not answer or its writes fail"
+    if reason is None:
+        reason = await svc.media.write_problem()
     body = {
-        "status": "ok" if ok else "unavailable",
+        "status": "ok" if reason is None else "unavailable",
         "node_id": svc.node_id,
         "version": svc.version,
         "uptime_s": round(time.monotonic() - svc.started, 3),
         "connections": len(svc.sessions),
     }
-    return json_response(body, 200 if ok else 503)
+    if reason is not None:
+        body["reason"] = reason
+    return json_response(body, 200 if reason is None else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
