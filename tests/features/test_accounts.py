@@ -6,6 +6,7 @@ import pytest
 
 from chatd.client import ApiError, ChatdClient
 from tests.conftest import PASSWORD
+from tests.prometheus import Samples
 
 
 async def test_register_login_and_profile(base_url):
@@ -118,11 +119,8 @@ async def test_health_and_metrics_need_no_auth(base_url, user):
         health = await anonymous.health()
         assert health["status"] == "ok"
         assert {"node_id", "version", "uptime_s", "connections"} <= set(health)
-        text = await anonymous.metrics()
-    assert 'chatd_messages_in_total{transport="rest"} 1.0' in text
-    assert "chatd_delivery_latency_seconds_bucket" in text
-    assert "chatd_storage_latency_seconds_bucket" in text
-    assert "chatd_connections" in text
+        metrics = Samples(await anonymous.metrics())
+    assert metrics.get("chatd_messages_in_total", transport="rest") == 1  # the one send above
 
 
 async def test_status_message_can_be_cleared_with_null(user):

@@ -58,14 +58,14 @@ async def test_full_256_member_group(user):
     assert (await admin.chats())[0]["unread_count"] == 0
 
 
-async def test_concurrent_adds_by_two_admins_never_exceed_the_limit(user, server):
-    services = next(iter(server.app.values()))
-    services.groups.max_members = 6
+@pytest.mark.parametrize("config_overrides", [{"limits": {"max_group_members": 6}}], ids=["6"])
+async def test_concurrent_adds_by_two_admins_never_exceed_the_limit(user):
     alice, bob = await user(), await user()
     for _ in range(5):
         group = await alice.request(
             "POST", "/groups", json={"name": "g", "member_ids": [bob.user_id]}
         )
+        assert group["max_members"] == 6
         gid = group["group_id"]
         await alice.request("PATCH", f"/groups/{gid}/members/{bob.user_id}", json={"role": "admin"})
         newcomers = [await user() for _ in range(6)]

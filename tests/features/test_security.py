@@ -16,7 +16,8 @@ from tests.conftest import PASSWORD
 @pytest.fixture
 def config_overrides():
     return {
-        "limits": {"messages_per_second": 5, "login_attempts_per_minute": 3},
+        # One message per 20 s, bursts of one: a second send in a test is always refused.
+        "limits": {"messages_per_second": 0.05, "login_attempts_per_minute": 3},
         "server": {"allowed_origins": ["https://chat.example.org"]},
     }
 
@@ -76,23 +77,20 @@ async def test_ban_from_the_cli_closes_open_sockets_and_refuses_login(user, serv
 
 async def test_message_rate_limit_counts_ws_and_rest_together(user):
     alice, bob = await user(), await user()
-    limited = 0
+    first = await alice.send_message(recipient_id=bob.user_id, content="over rest")
     async with alice.connect() as ws:
-        for i in range(12):
-            try:
-                if i % 2:
-                    await ws.send_message(recipient_id=bob.user_id, content=str(i))
-                else:
-                    await alice.send_message(recipient_id=bob.user_id, content=str(i))
-            except ApiError as exc:
-                assert exc.code == "rate_limited"
-                limited += 1
-        assert limited >= 1
+        with pytest.raises(ApiError) as err:
+            await ws.send_message(chat_id=first["chat_id"], content="over the socket")
+        assert err.value.code == "rate_limited"
+        assert 1_000 < err.value.details["retry_after_ms"] <= 20_001  # about 20 s to wait
         assert "server_time" in await ws.ping()  # the socket stays open
     with pytest.raises(ApiError) as err:
-        for i in range(20):
-            await alice.send_message(recipient_id=bob.user_id, content=f"again {i}")
-    assert err.value.status == 429 and err.value.retry_after and err.value.retry_after >= 1
+        await alice.send_message(chat_id=first["chat_id"], content="over rest again")
+    assert (err.value.status, err.value.code) == (429, "rate_limited")
+    assert err.value.retry_after is not None and err.value.retry_after >= 1
+    assert [m["content"] for m in (await bob.messages(first["chat_id"]))["messages"]] == [
+        "over rest"
+    ]
 
 
 async def test_login_attempts_are_limited_per_username(base_url, user):
