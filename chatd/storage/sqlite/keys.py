@@ -1,7 +1,9 @@
 """End-to-end encryption key bundles on SQLite.
 
-Claims go through the single writer, so ``DELETE ... RETURNING`` of the
-device's lowest prekey hands each key out once with no further locking.
+Claims and uploads go through the single writer (and ``BEGIN IMMEDIATE`` keeps
+another process's writer out), so ``DELETE ... RETURNING`` of the device's lowest
+prekey hands each key out once, and an upload counts the prekeys held in the same
+transaction that adds to them, with no further locking.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 import aiosqlite
 
 from chatd.core.models import DeviceKeys, Prekey
+from chatd.core.prekeys import prekeys_to_add
 from chatd.storage.sqlite.db import Database
 
 
@@ -18,15 +21,21 @@ class SqliteKeys:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
-        rows = [(keys.device_id, p.key_id, p.public_key) for p in one_time]
-
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
         async def write(conn: aiosqlite.Connection) -> None:
             cursor = await conn.execute(
                 "SELECT identity_key FROM device_keys WHERE device_id = ?", (keys.device_id,)
             )
             row = await cursor.fetchone()
-            if row is not None and row[0] != keys.identity_key:
+            renewed = row is not None and row[0] != keys.identity_key
+            held: set[int] = set()
+            if not renewed:
+                ids = await conn.execute_fetchall(
+                    "SELECT key_id FROM one_time_prekeys WHERE device_id = ?", (keys.device_id,)
+                )
+                held = {int(r[0]) for r in ids}
+            fresh = prekeys_to_add(held, one_time, limit)  # raises before any write
+            if renewed:
                 await conn.execute(
                     "DELETE FROM one_time_prekeys WHERE device_id = ?", (keys.device_id,)
                 )
@@ -37,9 +46,8 @@ class SqliteKeys:
                 keys.flat(),
             )
             await conn.executemany(
-                "INSERT OR IGNORE INTO one_time_prekeys (device_id, key_id, public_key) "
-                "VALUES (?,?,?)",
-                rows,
+                "INSERT INTO one_time_prekeys (device_id, key_id, public_key) VALUES (?,?,?)",
+                [(keys.device_id, p.key_id, p.public_key) for p in fresh],
             )
 
         await self._db.job(write)
