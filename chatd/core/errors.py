@@ -51,3 +51,13 @@ class StaleVersion(ChatdError):
 
     def __init__(self, message: str = "changed concurrently; retry") -> None:
         super().__init__("conflict", message)
+
+
+class TooManyPrekeys(ChatdError):
+    """An upload would leave a device holding more one-time prekeys than allowed."""
+
+    def __init__(self, held: int, adding: int, limit: int) -> None:
+        super().__init__(
+            "bad_request",
+            f"a device holds at most {limit} one-time prekeys ({held} stored, {adding} new sent)",
+        )

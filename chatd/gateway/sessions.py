@@ -38,25 +38,6 @@ WRITE_BUFFER_HIGH = 256 * 1024  # bytes waiting in the transport before we hold 
 PAUSED_RETRY_S = 0.005  # how soon a session held back by a full buffer is tried again
 
 
-def _observe_many(metrics: Metrics, seconds: float, count: int) -> None:
-    """``count`` delivery-latency samples of one value: one bucket increment, not ``count``.
-
-    A fan-out to 256 sockets stamps 256 frames with the same accept time; observing
-    them one by one was a visible share of the delivery cost. Falls back to
-    ``observe`` if prometheus_client's Histogram internals ever change.
-    """
-    hist = metrics.delivery_latency
-    try:
-        hist._sum.inc(seconds * count)  # type: ignore[attr-defined]
-        for i, bound in enumerate(hist._upper_bounds):  # type: ignore[attr-defined]
-            if seconds <= bound:
-                hist._buckets[i].inc(count)  # type: ignore[attr-defined]
-                break
-    except AttributeError:
-        for _ in range(count):
-            hist.observe(seconds)
-
-
 class Outbox:
     """Writes every session with frames waiting once per event-loop turn.
 
@@ -94,7 +75,7 @@ class Outbox:
                 session._drop()
         for (metrics, stamp), count in tally.items():
             metrics.messages_out.inc(count)
-            _observe_many(metrics, max(0, now - stamp) / 1000, count)
+            metrics.observe_delivery(max(0, now - stamp) / 1000, count)
         if self._paused and self._retry is None:
             self._retry = asyncio.get_running_loop().call_later(PAUSED_RETRY_S, self._resume)
 

@@ -162,3 +162,21 @@ async def test_schema_cql_documents_the_migrated_schema(nodes):
     for r in rows:
         live.setdefault(r.table_name, {})[r.column_name] = (r.type, r.kind)
     assert documented_schema() == live
+
+
+async def test_a_migration_cut_short_after_adding_a_column_runs_again(nodes, tmp_path):
+    """A starter that died after ``ALTER TABLE ... ADD`` but before recording the
+    migration: the next one finds the column there and finishes the migration."""
+    from chatd.storage.scylla import ScyllaStorage
+    from chatd.storage.scylla.migrations import MIGRATIONS, AddColumn
+
+    server = scylla_server()
+    version = max(v for v, _, steps in MIGRATIONS if any(isinstance(s, AddColumn) for s in steps))
+    await cql(f"DELETE FROM {server.keyspace}.schema_migrations WHERE version = {version}")
+    again = ScyllaStorage(tmp_path / "again", **server.options())
+    await again.open()
+    try:
+        rows = await cql(f"SELECT version FROM {server.keyspace}.schema_migrations")
+        assert version in {r.version for r in rows}
+    finally:
+        await again.aclose()

@@ -150,11 +150,36 @@ async def test_bad_uploads_are_refused_and_store_nothing(user, body, mentions):
 
 async def test_a_device_cannot_hold_more_than_1000_prekeys(user):
     bob = await user()
-    await publish(bob, 900)
+    sent = await publish(bob, 900)
     with pytest.raises(ApiError) as err:
         await bob.request("PUT", "/keys", json={"one_time_prekeys": one_time(1000, 101)})
     assert err.value.code == "bad_request"
     assert await bob.key_count() == 900
+    # A retried upload re-sends prekeys the device holds: they do not count twice.
+    retried = sent["one_time_prekeys"] + one_time(1000, 100)
+    await bob.request("PUT", "/keys", json={"one_time_prekeys": retried})
+    assert await bob.key_count() == 1000
+
+
+async def test_a_new_identity_key_needs_a_new_signed_prekey(user):
+    alice, bob = await user(), await user()
+    sent = await publish(bob, 3)
+    for body in (
+        {"identity_key": key(), "one_time_prekeys": one_time(10, 2)},
+        {"identity_key": key(), "signed_prekey": sent["signed_prekey"]},  # the old one again
+    ):
+        with pytest.raises(ApiError) as err:
+            await bob.request("PUT", "/keys", json=body)
+        assert err.value.status == 400 and err.value.code == "bad_request"
+        assert "new signed_prekey" in str(err.value)
+    # Nothing changed: the old bundle and its prekeys are still handed out.
+    assert await bob.key_count() == 3
+    [device] = await alice.get_keys(bob.user_id)
+    assert device["identity_key"] == sent["identity_key"]
+    assert device["signed_prekey"] == sent["signed_prekey"]
+    # The identity key it already has, sent again without a signed prekey: a top-up.
+    body = {"identity_key": sent["identity_key"], "one_time_prekeys": one_time(10, 2)}
+    assert await bob.request("PUT", "/keys", json=body) == {"one_time_prekeys": 4}
 
 
 async def test_keys_need_a_token(base_url):

@@ -205,12 +205,16 @@ class MediaStore(Protocol):
 class KeyStore(Protocol):
     """End-to-end encryption key bundles (public keys only), per device."""
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
         """Store the device's identity and signed prekey, and add ``one_time`` prekeys.
 
         A prekey whose ``key_id`` the device already has is left as it is (a retried
         upload adds nothing twice). A new ``identity_key`` means a reinstalled
-        device: its earlier one-time prekeys are dropped first. Durable when it returns.
+        device: its earlier one-time prekeys are dropped first. The device may hold
+        at most ``limit`` prekeys: ``chatd.core.prekeys.prekeys_to_add`` decides,
+        inside the write, so concurrent puts for one device (on any node) cannot
+        together pass it; a put that would pass it raises ``TooManyPrekeys`` and
+        writes nothing. Durable when it returns.
         """
 
     async def get(self, device_id: str) -> DeviceKeys | None: ...

@@ -52,30 +52,20 @@ class KeyService:
         """Store the caller's bundle (or add prekeys to it); returns the prekeys it holds."""
         data = validate.body(data)
         current = await self._storage.keys.get(caller.device_id)
-        if current is None and (
-            data.get("identity_key") is None or data.get("signed_prekey") is None
-        ):
+        sent_identity = data.get("identity_key") is not None
+        sent_signed = data.get("signed_prekey") is not None
+        if current is None and not (sent_identity and sent_signed):
             raise bad_request("the first upload needs identity_key and signed_prekey")
-        identity = (
-            _key(data, "identity_key")
-            if data.get("identity_key") is not None
-            else current.identity_key
-        )
-        signed = (
-            _signed_prekey(data["signed_prekey"])
-            if data.get("signed_prekey") is not None
-            else current.signed_prekey
-        )
+        identity = _key(data, "identity_key") if sent_identity else current.identity_key
+        signed = _signed_prekey(data["signed_prekey"]) if sent_signed else current.signed_prekey
+        renewed = current is not None and identity != current.identity_key
+        if renewed and signed == current.signed_prekey:
+            # A new identity drops every old prekey, the signed one too: it was signed
+            # by the old identity, so a bundle mixing the two cannot be verified.
+            raise bad_request("a new identity_key needs a new signed_prekey")
         one_time = _one_time_prekeys(data.get("one_time_prekeys", []))
-        renewed = current is not None and current.identity_key != identity
-        held = 0 if current is None or renewed else await self._storage.keys.count(caller.device_id)
-        if held + len(one_time) > MAX_ONE_TIME_PREKEYS:
-            raise bad_request(
-                f"a device holds at most {MAX_ONE_TIME_PREKEYS} one-time prekeys "
-                f"({held} stored, {len(one_time)} sent)"
-            )
         keys = DeviceKeys(caller.device_id, caller.user_id, identity, signed, now_ms())
-        await self._storage.keys.put(keys, one_time)
+        await self._storage.keys.put(keys, one_time, limit=MAX_ONE_TIME_PREKEYS)
         return await self._storage.keys.count(caller.device_id)
 
     async def fetch(self, caller: Caller, user_id: str) -> list[Bundle]:

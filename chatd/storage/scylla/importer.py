@@ -219,7 +219,9 @@ TABLES: dict[str, Table] = {
             "updated_at",
         ),
     ),
-    "one_time_prekeys": Table(("device_id",), ("key_id",), regular=("public_key",)),
+    "one_time_prekeys": Table(
+        ("device_id",), ("key_id",), statics=("last_upload",), regular=("public_key",)
+    ),
 }
 
 #: Tables of the schema the importer leaves empty, and why (see the module docstring).

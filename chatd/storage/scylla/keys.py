@@ -9,37 +9,54 @@ claimants on other nodes rarely collide; in this process, claims for one
 device queue on a lock. A claim whose outcome is unknown (timeout) counts as
 lost, never as won: a wasted prekey is harmless, a prekey handed out twice is not.
 
-Cost: a claim is one read and one LWT; an upload is one read and one batch.
-Every claim leaves a row tombstone in the partition until ``gc_grace_seconds``,
-which the next claims' reads skip over: bounded by the claims of that period.
+An upload reads the partition (its ids and the static ``last_upload``, the id
+of the last upload applied), checks the cap on what it read, and writes all of
+its rows in one conditional batch on that partition, ``IF last_upload = <what
+it read>``, setting ``last_upload`` to its own id. Two uploads that read the
+same state cannot both apply: the loser re-reads (now counting the winner's
+prekeys) and checks again, so concurrent uploads on any nodes never pass the
+cap together, and an upload is applied whole or not at all. Claims only remove
+prekeys and do not touch ``last_upload``: they never make an upload retry, and
+can only make the count it checked an overestimate. A new identity key deletes
+the old prekeys row by row in the same batch (a partition delete would shadow
+the batch's own inserts, which share its timestamp).
+
+Cost: a claim is one read and one LWT; an upload is two reads and one LWT (one
+more read and LWT per lost race), then one write of the bundle. Every claim
+leaves a row tombstone in the partition until ``gc_grace_seconds``, which the
+next claims' reads skip over: bounded by the claims of that period.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Sequence
 
 from chatd.core.models import DeviceKeys, Prekey
-from chatd.storage.scylla.bridge import Cql, KeyedLocks
+from chatd.core.prekeys import prekeys_to_add
+from chatd.storage.scylla.bridge import Cql, KeyedLocks, unavailable
 
 CANDIDATES = 16
 ROUNDS = 20
-INSERTS_PER_BATCH = 100
 
 CQL = {
     "prekeys.get": "SELECT device_id, user_id, identity_key, signed_key_id, signed_public_key, "
     "signed_signature, updated_at FROM device_keys WHERE device_id = ?",
     "prekeys.put": "INSERT INTO device_keys (device_id, user_id, identity_key, signed_key_id, "
     "signed_public_key, signed_signature, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "prekeys.drop_prekeys": "DELETE FROM one_time_prekeys WHERE device_id = ?",
-    "prekeys.prekey_ids": "SELECT key_id FROM one_time_prekeys WHERE device_id = ?",
+    "prekeys.held": "SELECT last_upload, key_id FROM one_time_prekeys WHERE device_id = ?",
+    "prekeys.last_upload": "SELECT last_upload FROM one_time_prekeys WHERE device_id = ? LIMIT 1",
     "prekeys.add_prekey": "INSERT INTO one_time_prekeys (device_id, key_id, public_key) "
     "VALUES (?, ?, ?)",
+    "prekeys.drop_prekey": "DELETE FROM one_time_prekeys WHERE device_id = ? AND key_id = ?",
+    "prekeys.mark_upload": "UPDATE one_time_prekeys SET last_upload = ? WHERE device_id = ? "
+    "IF last_upload = ?",
     "prekeys.candidates": "SELECT key_id, public_key FROM one_time_prekeys WHERE device_id = ? "
-    f"LIMIT {CANDIDATES}",
+    f"AND key_id >= 0 LIMIT {CANDIDATES}",
     "prekeys.take": "DELETE FROM one_time_prekeys WHERE device_id = ? AND key_id = ? "
     "IF public_key = ?",
-    "prekeys.count": "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ?",
+    "prekeys.count": "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ? AND key_id >= 0",
 }
 
 
@@ -52,29 +69,33 @@ class ScyllaKeys:
         self._cql = cql
         self._locks = KeyedLocks()
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
-        async with self._cql.gate.held():
-            current = await self._cql.one("prekeys.get", (keys.device_id,))
-            known: set[int] = set()
-            if current is not None and current.identity_key != keys.identity_key:
-                # Written (and acknowledged) before the new rows, so it cannot shadow them.
-                await self._cql.write("prekeys.drop_prekeys", (keys.device_id,))
-            elif current is not None:
-                rows = await self._cql.all_rows("prekeys.prekey_ids", (keys.device_id,))
-                known = {int(r.key_id) for r in rows}
-            fresh = [p for p in one_time if p.key_id not in known]
-            writes = [
-                self._cql.batch(
-                    [
-                        ("prekeys.add_prekey", (keys.device_id, p.key_id, p.public_key))
-                        for p in fresh[start : start + INSERTS_PER_BATCH]
-                    ]
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
+        device_id = keys.device_id
+        async with self._cql.gate.held(), self._locks.hold(("upload", device_id)):
+            for _ in range(ROUNDS):
+                current = await self._cql.one("prekeys.get", (device_id,))
+                renewed = current is not None and current.identity_key != keys.identity_key
+                rows = await self._cql.all_rows("prekeys.held", (device_id,))
+                last = rows[0].last_upload if rows else None
+                held = {int(r.key_id) for r in rows if r.key_id is not None}
+                fresh = prekeys_to_add(set() if renewed else held, one_time, limit)
+                stale = held - {p.key_id for p in one_time} if renewed else set()
+                mine = uuid.uuid4()
+                batch = self._cql.batch(
+                    [("prekeys.add_prekey", (device_id, p.key_id, p.public_key)) for p in fresh]
+                    + [("prekeys.drop_prekey", (device_id, key_id)) for key_id in stale]
+                    + [("prekeys.mark_upload", (mine, device_id, last))]
                 )
-                for start in range(0, len(fresh), INSERTS_PER_BATCH)
-            ]
-            await self._cql.writes([(batch, ()) for batch in writes])
-            # The bundle last: once it is visible, so are its prekeys.
-            await self._cql.write("prekeys.put", keys.flat())
+
+                async def applied(mine: uuid.UUID = mine) -> bool:
+                    row = await self._cql.one("prekeys.last_upload", (device_id,), serial=True)
+                    return row is not None and row.last_upload == mine
+
+                if (await self._cql.lwt(batch, verify=applied)).applied:
+                    # The bundle last: once it is visible, so are its prekeys.
+                    await self._cql.write("prekeys.put", keys.flat())
+                    return
+            raise unavailable()  # other uploads for this device won every round
 
     async def get(self, device_id: str) -> DeviceKeys | None:
         row = await self._cql.one("prekeys.get", (device_id,))

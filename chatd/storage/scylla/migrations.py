@@ -1,7 +1,8 @@
 """Versioned schema migrations, safe when several nodes start at once.
 
 ``schema.cql`` documents the resulting schema; the statements here are what runs.
-A migration is a list of idempotent DDL statements (``IF NOT EXISTS``) and is
+A migration is a list of idempotent DDL statements (``IF NOT EXISTS``; an added
+column is an ``AddColumn``, skipped when the table already has it) and is
 recorded in ``schema_migrations`` with an LWT once applied.
 
 Concurrent DDL on different coordinators is what Cassandra 5.0 and ScyllaDB
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from chatd.core.ids import new_id, now_ms
@@ -39,7 +41,18 @@ def _table(name: str, columns: str, key: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {{ks}}.{name} ({columns}, PRIMARY KEY ({key}))"
 
 
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+@dataclass(frozen=True)
+class AddColumn:
+    """``ALTER TABLE ... ADD``, made idempotent by looking at the schema first:
+    ScyllaDB has no ``ADD IF NOT EXISTS``, and a migration cut short by a crash
+    runs again from its first statement."""
+
+    table: str
+    column: str
+    type: str
+
+
+MIGRATIONS: list[tuple[int, str, list[str | AddColumn]]] = [
     (
         1,
         "init",
@@ -174,6 +187,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ),
         ],
     ),
+    (
+        4,
+        "prekey_uploads",
+        # The id of the last upload applied to a device's prekeys: uploads are
+        # conditional batches on it, so two cannot together pass the cap.
+        [AddColumn("one_time_prekeys", "last_upload", "uuid static")],
+    ),
 ]
 
 
@@ -213,6 +233,13 @@ class Migrator:
             log.warning("no schema agreement after %r", text[:60])
         log.debug("ddl in %.2fs: %s", time.perf_counter() - started, text[:60])
 
+    async def _add_column(self, add: AddColumn) -> None:
+        keyspace = self._cluster.metadata.keyspaces.get(self._ks)
+        table = keyspace.tables.get(add.table) if keyspace is not None else None
+        if table is not None and add.column in table.columns:
+            return
+        await self._ddl(f"ALTER TABLE {{ks}}.{add.table} ADD {add.column} {add.type}")
+
     async def _applied(self) -> set[int]:
         rs = await self._cql.run(
             f"SELECT version FROM {self._ks}.schema_migrations", serial=False, op="read"
@@ -240,7 +267,10 @@ class Migrator:
                     continue
                 log.info("applying scylla migration %04d_%s", version, name)
                 for statement in statements:
-                    await self._ddl(statement)
+                    if isinstance(statement, AddColumn):
+                        await self._add_column(statement)
+                    else:
+                        await self._ddl(statement)
                 await self._cql.run(
                     f"INSERT INTO {self._ks}.schema_migrations "
                     "(version, name, applied_at, applied_by) VALUES (%s, %s, %s, %s) IF NOT EXISTS",

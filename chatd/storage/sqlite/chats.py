@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
-
-import aiosqlite
 
 from chatd.core.errors import ChatdError, StaleVersion
 from chatd.core.ids import new_id, now_ms
@@ -33,14 +32,14 @@ def _system_message(draft: MessageDraft, seq: int, now: int) -> Message:
     return draft.to_message(message_id=new_id(), seq=seq, created_at=now)
 
 
-async def _append_system(conn: aiosqlite.Connection, message: Message) -> None:
+def _append_system(conn: sqlite3.Connection, message: Message) -> None:
     """Store a system message and move the chat and the actor's watermarks to it."""
-    await conn.execute(INSERT_MESSAGE, message_row(message))
-    await conn.execute(
+    conn.execute(INSERT_MESSAGE, message_row(message))
+    conn.execute(
         "UPDATE chats SET last_seq = ?, last_activity = ?, version = version + 1 WHERE chat_id = ?",
         (message.seq, message.created_at, message.chat_id),
     )
-    await conn.execute(
+    conn.execute(
         "UPDATE members SET delivered_seq = max(delivered_seq, ?), read_seq = max(read_seq, ?) "
         "WHERE chat_id = ? AND user_id = ?",
         (message.seq, message.seq, message.chat_id, message.sender_id),
@@ -54,13 +53,11 @@ class SqliteChats:
     async def get_or_create_direct(self, chat: Chat, user_a: str, user_b: str) -> Chat:
         key = ":".join(sorted((user_a, user_b)))
 
-        async def write(conn: aiosqlite.Connection) -> str:
-            rows = await conn.execute_fetchall(
-                "SELECT chat_id FROM chats WHERE direct_key = ?", (key,)
-            )
+        def write(conn: sqlite3.Connection) -> str:
+            rows = conn.execute("SELECT chat_id FROM chats WHERE direct_key = ?", (key,)).fetchall()
             if rows:
                 return str(rows[0][0])
-            await conn.execute(
+            conn.execute(
                 f"INSERT INTO chats ({_CHAT}, direct_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     chat.chat_id,
@@ -76,7 +73,7 @@ class SqliteChats:
                     key,
                 ),
             )
-            await conn.executemany(
+            conn.executemany(
                 f"INSERT INTO members ({_MEMBER}) VALUES (?,?,?,?,0,0,0,NULL)",
                 [(chat.chat_id, uid, "member", chat.created_at) for uid in {user_a, user_b}],
             )
@@ -91,9 +88,9 @@ class SqliteChats:
     async def create_group(
         self, chat: Chat, members: Sequence[Member], system: MessageDraft
     ) -> Message:
-        async def write(conn: aiosqlite.Connection) -> Message:
+        def write(conn: sqlite3.Connection) -> Message:
             now = now_ms()
-            await conn.execute(
+            conn.execute(
                 f"INSERT INTO chats ({_CHAT}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     chat.chat_id,
@@ -108,12 +105,12 @@ class SqliteChats:
                     0,
                 ),
             )
-            await conn.executemany(
+            conn.executemany(
                 f"INSERT INTO members ({_MEMBER}) VALUES (?,?,?,?,0,0,0,NULL)",
                 [(chat.chat_id, m.user_id, m.role, m.joined_at) for m in members],
             )
             message = _system_message(system, 1, now)
-            await _append_system(conn, message)
+            _append_system(conn, message)
             return message
 
         return await self._db.job(write)
@@ -123,11 +120,11 @@ class SqliteChats:
         if unknown:
             raise ValueError(f"not a group setting: {sorted(unknown)}")
 
-        async def write(conn: aiosqlite.Connection) -> Message:
-            rows = await conn.execute_fetchall(
+        def write(conn: sqlite3.Connection) -> Message:
+            rows = conn.execute(
                 "SELECT version, last_seq FROM chats WHERE chat_id = ? AND kind = 'group'",
                 (change.chat_id,),
-            )
+            ).fetchall()
             if not rows:
                 raise ChatdError("not_found", "group not found")
             version, last_seq = int(rows[0][0]), int(rows[0][1])
@@ -135,7 +132,7 @@ class SqliteChats:
                 raise StaleVersion("the group changed meanwhile; retry")
             now = now_ms()
             seq = last_seq + 1
-            await conn.executemany(
+            conn.executemany(
                 f"INSERT INTO members ({_MEMBER}) VALUES (?,?,'member',?,?,?,?,NULL) "
                 "ON CONFLICT (chat_id, user_id) DO UPDATE SET role = 'member', "
                 "joined_at = excluded.joined_at, joined_seq = excluded.joined_seq, "
@@ -143,22 +140,22 @@ class SqliteChats:
                 "read_seq = max(read_seq, excluded.read_seq), left_seq = NULL",
                 [(change.chat_id, uid, now, last_seq, last_seq, last_seq) for uid in change.add],
             )
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE members SET left_seq = ? "
                 "WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL",
                 [(seq, change.chat_id, uid) for uid in change.remove],
             )
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE members SET role = ? "
                 "WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL",
                 [(role, change.chat_id, uid) for uid, role in change.roles],
             )
             for name, value in change.settings:
-                await conn.execute(
+                conn.execute(
                     f"UPDATE chats SET {name} = ? WHERE chat_id = ?", (value, change.chat_id)
                 )
             message = _system_message(change.system, seq, now)
-            await _append_system(conn, message)
+            _append_system(conn, message)
             return message
 
         return await self._db.job(write)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 from chatd.core.models import Contact
 from chatd.storage.sqlite.db import Database
@@ -13,8 +13,8 @@ class SqliteContacts:
         self._db = db
 
     async def put(self, contact: Contact) -> None:
-        async def write(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO contacts (user_id, contact_id, name, created_at) VALUES (?,?,?,?) "
                 "ON CONFLICT (user_id, contact_id) DO UPDATE SET name = excluded.name",
                 (contact.user_id, contact.contact_id, contact.name, contact.created_at),
@@ -23,8 +23,8 @@ class SqliteContacts:
         await self._db.job(write)
 
     async def delete(self, user_id: str, contact_id: str) -> bool:
-        async def write(conn: aiosqlite.Connection) -> bool:
-            cursor = await conn.execute(
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
                 "DELETE FROM contacts WHERE user_id = ? AND contact_id = ?", (user_id, contact_id)
             )
             return cursor.rowcount > 0

@@ -4,18 +4,20 @@ One writer connection owns every write. Writes are queued as operations; the
 writer takes everything queued, runs it in one transaction and commits once, so
 a burst of N messages costs one fsync, not N. Futures resolve only after COMMIT
 returns, so nothing is acknowledged before it is durable. A separate read-only
-connection serves reads concurrently (WAL lets readers run beside the writer).
+connection (aiosqlite) serves reads concurrently (WAL lets readers run beside
+the writer).
 
 Operations of one kind are handed to their ``Batch`` together, so hot paths
-(message appends, receipts) can use one statement for many operations instead of
-one statement per operation; anything else runs as a generic job inside a SAVEPOINT, so one failed
-job does not undo its neighbours.
+(message appends, receipts) can use one statement for many operations instead
+of one statement per operation; anything else runs as a generic job inside a
+SAVEPOINT, so one failed job does not undo its neighbours.
 
-The hot paths' batches are synchronous (``SyncBatch``): a transaction made of
-them only runs in the writer's thread, BEGIN to COMMIT, in one hand-off. Each
-``await`` on aiosqlite is a trip to its thread and back, and each trip has to
-win the GIL from the busy event loop (up to the 5 ms switch interval), so a
-dozen statements awaited one by one made a commit take tens of milliseconds.
+The writer is a plain ``sqlite3`` connection owned by one thread of our own
+(a one-worker executor): a whole transaction, BEGIN to COMMIT, runs there in one
+hand-off, so batches and jobs are plain functions of that connection. Every
+hand-off is a trip to that thread and back, and each trip has to win the GIL
+from the busy event loop (up to the 5 ms switch interval): a dozen statements
+awaited one by one made a commit take tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -52,16 +55,10 @@ class WriteOp:
 class Batch(Protocol):
     """Runs a list of operations of one kind inside the writer's open transaction.
 
-    It sets ``op.result`` to a value or to an exception meant for that caller. An
-    exception it raises means the batch itself failed: the writer rolls back and
-    retries each operation alone.
+    Called in the writer's thread with its connection. It sets ``op.result`` to a
+    value or to an exception meant for that caller. An exception it raises means
+    the batch itself failed: the writer rolls back and retries each operation alone.
     """
-
-    async def run(self, conn: aiosqlite.Connection, ops: Sequence[WriteOp]) -> None: ...
-
-
-class SyncBatch(Protocol):
-    """A ``Batch`` that runs in the writer's thread on the plain sqlite3 connection."""
 
     def run_sync(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None: ...
 
@@ -69,7 +66,7 @@ class SyncBatch(Protocol):
 class JobOp(WriteOp):
     __slots__ = ("job",)
 
-    def __init__(self, job: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> None:
+    def __init__(self, job: Callable[[sqlite3.Connection], Any]) -> None:
         super().__init__()
         self.job = job
 
@@ -77,25 +74,23 @@ class JobOp(WriteOp):
 class JobBatch:
     """Generic jobs, each in its own savepoint."""
 
-    async def run(self, conn: aiosqlite.Connection, ops: Sequence[WriteOp]) -> None:
+    def run_sync(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
         for op in ops:
             assert isinstance(op, JobOp)
-            await conn.execute("SAVEPOINT job")
+            conn.execute("SAVEPOINT job")
             try:
-                op.result = await op.job(conn)
+                op.result = op.job(conn)
             except ChatdError as exc:
-                await conn.execute("ROLLBACK TO job")
+                conn.execute("ROLLBACK TO job")
                 op.result = exc
-            await conn.execute("RELEASE job")
+            conn.execute("RELEASE job")
 
 
 _JOBS = JobBatch()
 _STOP = object()
 
 
-def _transaction(
-    conn: sqlite3.Connection, batches: list[tuple[SyncBatch, Sequence[WriteOp]]]
-) -> None:
+def _transaction(conn: sqlite3.Connection, batches: list[tuple[Batch, Sequence[WriteOp]]]) -> None:
     """BEGIN, every batch, COMMIT, in the writer's thread; ROLLBACK and raise on failure."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -121,44 +116,53 @@ class Database:
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._observe = observe or (lambda op, seconds: None)
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None  # the writer's, and only its
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._accepting = False  # False while closing, so no write lands behind _STOP
-        self._batches: dict[type[WriteOp], Batch | SyncBatch] = {JobOp: _JOBS}
+        self._batches: dict[type[WriteOp], Batch] = {JobOp: _JOBS}
 
-    def register(self, op_type: type[WriteOp], batch: Batch | SyncBatch) -> None:
+    def register(self, op_type: type[WriteOp], batch: Batch) -> None:
         self._batches[op_type] = batch
+
+    async def _in_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the writer's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def open(self) -> None:
         try:
             await self._open()
         except BaseException:
-            # aiosqlite's threads keep the process alive: close what was opened.
-            for conn in (self._reader, self._writer):
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            self._reader = self._writer = None
+            await self._close_connections()
             raise
 
     async def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in (
-            "journal_mode=WAL",
-            f"synchronous={self._synchronous}",
-            "foreign_keys=ON",
-            "busy_timeout=10000",
-        ):
-            await self._writer.execute(f"PRAGMA {pragma}")
-        await self._migrate(self._writer)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._writer = await self._in_writer(self._connect_writer)
+        await self._in_writer(_migrate, self._writer)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA query_only=ON")
         await self._reader.execute("PRAGMA busy_timeout=10000")
         self._task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
         self._accepting = True
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for pragma in (
+                "journal_mode=WAL",
+                f"synchronous={self._synchronous}",
+                "foreign_keys=ON",
+                "busy_timeout=10000",
+            ):
+                conn.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def aclose(self) -> None:
         self._accepting = False
@@ -166,10 +170,19 @@ class Database:
             self._queue.put_nowait(_STOP)
             await self._task
             self._task = None
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        """Close what is open; the threads behind them would keep the process alive."""
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader.close()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._in_writer(self._writer.close)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)  # idle: its worker exits at once
+        self._reader = self._writer = self._thread = None
 
     # -- reads ---------------------------------------------------------------
 
@@ -201,8 +214,9 @@ class Database:
         self._queue.put_nowait(op)
         return op.future
 
-    async def job(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``fn`` in the writer's transaction; it may raise ChatdError to refuse."""
+    async def job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer's thread and transaction; it may raise ChatdError
+        to refuse (its writes are undone, its neighbours' kept)."""
         return await self.submit(JobOp(fn))
 
     async def _write_loop(self) -> None:
@@ -243,50 +257,31 @@ class Database:
                 op.future.set_result(op.result)
 
     async def _run_in_transaction(self, batch: list[WriteOp]) -> None:
-        conn = self._writer
-        assert conn is not None
+        assert self._writer is not None
         by_kind: dict[type[WriteOp], list[WriteOp]] = {}
         for op in batch:
             by_kind.setdefault(type(op), []).append(op)
         batches = [(self._batches[kind], ops) for kind, ops in by_kind.items()]
-        if all(hasattr(runner, "run_sync") for runner, _ in batches):
-            # aiosqlite's way to run a callable in its thread (not public API).
-            await conn._execute(_transaction, conn._conn, batches)
-            return
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            for runner, ops in batches:
-                if hasattr(runner, "run_sync"):
-                    await conn._execute(runner.run_sync, conn._conn, ops)
-                else:
-                    await runner.run(conn, ops)  # type: ignore[union-attr]
-            await conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.execute("ROLLBACK")
-            raise
+        await self._in_writer(_transaction, self._writer, batches)
 
-    # -- schema --------------------------------------------------------------
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        """Apply ``migrations/NNNN_*.sql`` in order, each atomically, once."""
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply ``migrations/NNNN_*.sql`` in order, each atomically, once."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    folder = resources.files("chatd.storage.sqlite") / "migrations"
+    scripts = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    for script in scripts:
+        version = int(script.name.split("_", 1)[0])
+        if version in done:
+            continue
+        log.info("applying migration %s", script.name)
+        body = script.read_text(encoding="utf-8")
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{body}\n"
+            f"INSERT INTO schema_migrations VALUES ({version}, '{script.name}', "
+            f"{int(time.time() * 1000)});\nCOMMIT;"
         )
-        done = {
-            row[0] for row in await conn.execute_fetchall("SELECT version FROM schema_migrations")
-        }
-        folder = resources.files("chatd.storage.sqlite") / "migrations"
-        scripts = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
-        for script in scripts:
-            version = int(script.name.split("_", 1)[0])
-            if version in done:
-                continue
-            log.info("applying migration %s", script.name)
-            body = script.read_text(encoding="utf-8")
-            await conn.executescript(
-                f"BEGIN IMMEDIATE;\n{body}\n"
-                f"INSERT INTO schema_migrations VALUES ({version}, '{script.name}', "
-                f"{int(time.time() * 1000)});\nCOMMIT;"
-            )

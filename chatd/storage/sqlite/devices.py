@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
-
-import aiosqlite
 
 from chatd.core.ids import now_ms
 from chatd.core.models import Device
@@ -22,8 +21,8 @@ class SqliteDevices:
         self._db = db
 
     async def create(self, device: Device, token_hash: str) -> None:
-        async def insert(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 f"INSERT INTO devices ({_COLUMNS}, token_hash) VALUES (?,?,?,?,?,?,?)",
                 (
                     device.device_id,
@@ -53,33 +52,31 @@ class SqliteDevices:
         return [_device(r) for r in rows]
 
     async def revoke(self, device_id: str) -> bool:
-        async def write(conn: aiosqlite.Connection) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
             now = now_ms()
-            cursor = await conn.execute(
+            cursor = conn.execute(
                 "UPDATE devices SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
                 (now, device_id),
             )
             if cursor.rowcount == 0:
                 return False
-            await conn.execute(
-                "INSERT INTO revocations (device_id, at) VALUES (?, ?)", (device_id, now)
-            )
+            conn.execute("INSERT INTO revocations (device_id, at) VALUES (?, ?)", (device_id, now))
             return True
 
         return await self._db.job(write)
 
     async def revoke_all(self, user_id: str) -> list[str]:
-        async def write(conn: aiosqlite.Connection) -> list[str]:
+        def write(conn: sqlite3.Connection) -> list[str]:
             now = now_ms()
-            rows = await conn.execute_fetchall(
+            rows = conn.execute(
                 "SELECT device_id FROM devices WHERE user_id = ? AND revoked_at IS NULL",
                 (user_id,),
-            )
+            ).fetchall()
             ids = [r[0] for r in rows]
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE devices SET revoked_at = ? WHERE device_id = ?", [(now, d) for d in ids]
             )
-            await conn.executemany(
+            conn.executemany(
                 "INSERT INTO revocations (device_id, at) VALUES (?, ?)", [(d, now) for d in ids]
             )
             return ids
@@ -87,8 +84,8 @@ class SqliteDevices:
         return await self._db.job(write)
 
     async def record_ban(self, user_id: str) -> None:
-        async def write(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO revocations (device_id, at) SELECT device_id, ? FROM devices "
                 "WHERE user_id = ? AND revoked_at IS NULL",
                 (now_ms(), user_id),

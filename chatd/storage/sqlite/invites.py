@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 from chatd.storage.sqlite.db import Database
 
@@ -12,8 +12,8 @@ class SqliteInvites:
         self._db = db
 
     async def create(self, code: str, uses: int, expires_at: int | None) -> None:
-        async def write(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO invites (code, uses_left, expires_at) VALUES (?,?,?)",
                 (code, uses, expires_at),
             )
@@ -21,8 +21,8 @@ class SqliteInvites:
         await self._db.job(write)
 
     async def consume(self, code: str, now: int) -> bool:
-        async def write(conn: aiosqlite.Connection) -> bool:
-            cursor = await conn.execute(
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
                 "UPDATE invites SET uses_left = uses_left - 1 WHERE code = ? AND uses_left > 0 "
                 "AND (expires_at IS NULL OR expires_at > ?)",
                 (code, now),

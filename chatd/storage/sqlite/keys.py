@@ -1,16 +1,18 @@
 """End-to-end encryption key bundles on SQLite.
 
-Claims go through the single writer, so ``DELETE ... RETURNING`` of the
-device's lowest prekey hands each key out once with no further locking.
+Claims and uploads go through the single writer (and ``BEGIN IMMEDIATE`` keeps
+another process's writer out), so ``DELETE ... RETURNING`` of the device's lowest
+prekey hands each key out once, and an upload counts the prekeys held in the same
+transaction that adds to them, with no further locking.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
-import aiosqlite
-
 from chatd.core.models import DeviceKeys, Prekey
+from chatd.core.prekeys import prekeys_to_add
 from chatd.storage.sqlite.db import Database
 
 
@@ -18,28 +20,31 @@ class SqliteKeys:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
-        rows = [(keys.device_id, p.key_id, p.public_key) for p in one_time]
-
-        async def write(conn: aiosqlite.Connection) -> None:
-            cursor = await conn.execute(
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
                 "SELECT identity_key FROM device_keys WHERE device_id = ?", (keys.device_id,)
             )
-            row = await cursor.fetchone()
-            if row is not None and row[0] != keys.identity_key:
-                await conn.execute(
-                    "DELETE FROM one_time_prekeys WHERE device_id = ?", (keys.device_id,)
-                )
-            await conn.execute(
+            row = cursor.fetchone()
+            renewed = row is not None and row[0] != keys.identity_key
+            held: set[int] = set()
+            if not renewed:
+                ids = conn.execute(
+                    "SELECT key_id FROM one_time_prekeys WHERE device_id = ?", (keys.device_id,)
+                ).fetchall()
+                held = {int(r[0]) for r in ids}
+            fresh = prekeys_to_add(held, one_time, limit)  # raises before any write
+            if renewed:
+                conn.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (keys.device_id,))
+            conn.execute(
                 "INSERT OR REPLACE INTO device_keys (device_id, user_id, identity_key, "
                 "signed_key_id, signed_public_key, signed_signature, updated_at) "
                 "VALUES (?,?,?,?,?,?,?)",
                 keys.flat(),
             )
-            await conn.executemany(
-                "INSERT OR IGNORE INTO one_time_prekeys (device_id, key_id, public_key) "
-                "VALUES (?,?,?)",
-                rows,
+            conn.executemany(
+                "INSERT INTO one_time_prekeys (device_id, key_id, public_key) VALUES (?,?,?)",
+                [(keys.device_id, p.key_id, p.public_key) for p in fresh],
             )
 
         await self._db.job(write)
@@ -53,14 +58,14 @@ class SqliteKeys:
         return DeviceKeys.from_flat(row) if row is not None else None
 
     async def claim(self, device_id: str) -> Prekey | None:
-        async def take(conn: aiosqlite.Connection) -> Prekey | None:
-            cursor = await conn.execute(
+        def take(conn: sqlite3.Connection) -> Prekey | None:
+            cursor = conn.execute(
                 "DELETE FROM one_time_prekeys WHERE device_id = ? AND key_id = "
                 "(SELECT MIN(key_id) FROM one_time_prekeys WHERE device_id = ?) "
                 "RETURNING key_id, public_key",
                 (device_id, device_id),
             )
-            row = await cursor.fetchone()
+            row = cursor.fetchone()
             return Prekey(int(row[0]), row[1]) if row else None
 
         return await self._db.job(take)

@@ -7,10 +7,9 @@ the same transaction, so the retention job scans only never-sent uploads.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
-
-import aiosqlite
 
 from chatd.core.models import Media, MediaRef
 from chatd.storage.sqlite.db import Database
@@ -47,8 +46,8 @@ class SqliteMedia:
             media.thumbnail_size,
         )
 
-        async def insert(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 f"INSERT INTO media ({_COLUMNS}) VALUES ({','.join('?' * _WIDTH)})", values
             )
 
@@ -90,8 +89,8 @@ class SqliteMedia:
         return [_media(r) for r in rows]
 
     async def delete_unreferenced(self, media_id: str) -> bool:
-        async def delete(conn: aiosqlite.Connection) -> bool:
-            cursor = await conn.execute(
+        def delete(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
                 "DELETE FROM media WHERE media_id = ? AND referenced = 0 "
                 "AND NOT EXISTS (SELECT 1 FROM messages WHERE media_id = ?)",
                 (media_id, media_id),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import aiosqlite
-
 from chatd.core.errors import ChatdError
 from chatd.core.models import User
 from chatd.storage.sqlite.db import Database
@@ -41,9 +39,9 @@ class SqliteUsers:
         self._db = db
 
     async def create(self, user: User) -> None:
-        async def insert(conn: aiosqlite.Connection) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
             try:
-                await conn.execute(
+                conn.execute(
                     f"INSERT INTO users ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         user.user_id,
@@ -96,8 +94,8 @@ class SqliteUsers:
             assignments = ", ".join(f"{name} = ?" for name in fields)
             values = [int(v) if isinstance(v, bool) else v for v in fields.values()]
 
-            async def write(conn: aiosqlite.Connection) -> None:
-                await conn.execute(
+            def write(conn: sqlite3.Connection) -> None:
+                conn.execute(
                     f"UPDATE users SET {assignments} WHERE user_id = ?", (*values, user_id)
                 )
 
