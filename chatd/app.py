@@ -35,6 +35,8 @@ from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
+from chatd.core.workgate import WorkGate
+from chatd.gateway.address import AddressResolver
 from chatd.gateway.context import SERVICES, Services
 from chatd.gateway.errors import make_error_middleware
 from chatd.gateway.routes import ROUTES
@@ -74,7 +76,13 @@ def make_accounts(config: Config, storage: Storage, fanout: FanOut) -> AccountSe
         registration=auth.registration,  # type: ignore[arg-type]
         token_ttl_days=auth.token_ttl_days,
         login_attempts_per_minute=limits.login_attempts_per_minute,
+        login_attempts_per_address_per_minute=limits.login_attempts_per_address_per_minute,
+        login_attempts_per_username_per_minute=limits.login_attempts_per_username_per_minute,
+        registrations_per_address_per_hour=limits.registrations_per_address_per_hour,
         min_password_length=auth.min_password_length,
+        hash_gate=WorkGate(
+            limits.password_hashes_at_once, limits.password_hash_queue, what="password checks"
+        ),
     )
 
 
@@ -163,6 +171,7 @@ def build_app(
         allowed_origins=list(config.server.allowed_origins),
         max_frame_bytes=config.limits.max_frame_bytes,
         sessions_queue_frames=config.server.send_queue_frames,
+        addresses=AddressResolver(config.server.trusted_proxies),
     )
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
@@ -180,6 +189,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
+        await svc.accounts.open()
         stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
         stack.callback(svc.router.detach, svc.node_id)

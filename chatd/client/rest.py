@@ -165,11 +165,16 @@ class ChatdClient:
     async def login(
         self, username: str, password: str, *, device_name: str | None = None
     ) -> dict[str, Any]:
-        """Log in as a new device; keeps ``token``, ``user_id`` and ``device_id``."""
+        """Log in as a new device; keeps ``token``, ``user_id`` and ``device_id``.
+
+        A token this client still holds goes along: if it is the same user's,
+        the server lets the login past the per-username lockout (a device the
+        owner already has is not a password guesser).
+        """
         body: dict[str, Any] = {"username": username, "password": password}
         if device_name is not None:
             body["device_name"] = device_name
-        result = await self.request("POST", "/auth/login", json=body, auth=False)
+        result = await self.request("POST", "/auth/login", json=body)
         self.token = result["token"]
         self.user_id = result["user_id"]
         self.device_id = result["device_id"]

@@ -21,6 +21,7 @@ from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
+from chatd.gateway.address import AddressResolver
 from chatd.gateway.sessions import SessionRegistry
 from chatd.metrics import Metrics
 
@@ -49,6 +50,7 @@ class Services:
     allowed_origins: list[str]
     max_frame_bytes: int
     sessions_queue_frames: int
+    addresses: AddressResolver
     started: float = field(default_factory=time.monotonic)
 
 
