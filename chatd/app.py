@@ -159,7 +159,11 @@ def build_app(
         ),
         sync=SyncService(storage),
         media=media,
-        keys=KeyService(storage, fetches_per_minute=config.limits.key_fetches_per_minute),
+        keys=KeyService(
+            storage,
+            fetches_per_minute=config.limits.key_fetches_per_minute,
+            claims_per_device_per_hour=config.limits.key_claims_per_device_per_hour,
+        ),
         sessions=sessions,
         fanout=fanout,
         router=router,
