@@ -143,7 +143,14 @@ def build_app(
         accounts=make_accounts(config, storage, fanout),
         contacts=ContactService(storage),
         chats=chats,
-        groups=GroupService(storage, chats, fanout, max_members=config.limits.max_group_members),
+        groups=GroupService(
+            storage,
+            chats,
+            fanout,
+            max_members=config.limits.max_group_members,
+            creations_per_hour=config.limits.groups_created_per_hour,
+            changes_per_minute=config.limits.group_changes_per_minute,
+        ),
         messages=MessageService(
             storage,
             chats,

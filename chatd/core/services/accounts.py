@@ -27,7 +27,7 @@ from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, bad_request, not_found
 from chatd.core.events import Invalidation
 from chatd.core.ids import new_id, new_token, now_ms, token_hash
-from chatd.core.models import Device, User
+from chatd.core.models import GROUP_ADD, Device, User
 from chatd.core.ports.passwords import PasswordHasher
 from chatd.core.ports.storage import Storage
 from chatd.core.ratelimit import TokenBucket, take_all
@@ -240,9 +240,13 @@ class AccountService:
         data = validate.body(data)
         fields: dict[str, object] = {}
         allowed = {"display_name": 64, "status_message": 140, "avatar_media_id": 64}
-        unknown = set(data) - set(allowed)
+        unknown = set(data) - set(allowed) - {"group_add"}
         if unknown:
             raise bad_request(f"unknown field: {sorted(unknown)[0]}")
+        if "group_add" in data:
+            if data["group_add"] not in GROUP_ADD:
+                raise bad_request('group_add must be "everyone" or "contacts"')
+            fields["group_add"] = data["group_add"]
         for name, max_len in allowed.items():
             if name in data:
                 value = validate.string(

@@ -39,6 +39,15 @@ def _table(name: str, columns: str, key: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {{ks}}.{name} ({columns}, PRIMARY KEY ({key}))"
 
 
+def _add_column(table: str, column: str, kind: str) -> str:
+    """``ALTER TABLE ... ADD``: skipped by the migrator when the column is there
+    (CQL has no ``ADD IF NOT EXISTS`` on every server chatd supports)."""
+    return f"ALTER TABLE {{ks}}.{table} ADD {column} {kind}"
+
+
+_ADD_COLUMN = re.compile(r"^ALTER TABLE \{ks\}\.(\w+) ADD (\w+) ")
+
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -174,6 +183,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ),
         ],
     ),
+    (4, "group_add", [_add_column("users", "group_add", "text")]),
 ]
 
 
@@ -213,6 +223,15 @@ class Migrator:
             log.warning("no schema agreement after %r", text[:60])
         log.debug("ddl in %.2fs: %s", time.perf_counter() - started, text[:60])
 
+    def _has_column(self, statement: str) -> bool:
+        """Whether ``statement`` adds a column that exists already (a retried migration)."""
+        found = _ADD_COLUMN.match(statement)
+        if found is None:
+            return False
+        meta = self._cluster.metadata.keyspaces.get(self._ks)
+        table = meta.tables.get(found.group(1)) if meta is not None else None
+        return table is not None and found.group(2) in table.columns
+
     async def _applied(self) -> set[int]:
         rs = await self._cql.run(
             f"SELECT version FROM {self._ks}.schema_migrations", serial=False, op="read"
@@ -240,7 +259,8 @@ class Migrator:
                     continue
                 log.info("applying scylla migration %04d_%s", version, name)
                 for statement in statements:
-                    await self._ddl(statement)
+                    if not self._has_column(statement):
+                        await self._ddl(statement)
                 await self._cql.run(
                     f"INSERT INTO {self._ks}.schema_migrations "
                     "(version, name, applied_at, applied_by) VALUES (%s, %s, %s, %s) IF NOT EXISTS",
