@@ -35,6 +35,8 @@ from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
+from chatd.core.workgate import WorkGate
+from chatd.gateway.address import AddressResolver
 from chatd.gateway.admission import Admission
 from chatd.gateway.context import SERVICES, Services
 from chatd.gateway.errors import make_error_middleware
@@ -75,7 +77,13 @@ def make_accounts(config: Config, storage: Storage, fanout: FanOut) -> AccountSe
         registration=auth.registration,  # type: ignore[arg-type]
         token_ttl_days=auth.token_ttl_days,
         login_attempts_per_minute=limits.login_attempts_per_minute,
+        login_attempts_per_address_per_minute=limits.login_attempts_per_address_per_minute,
+        login_attempts_per_username_per_minute=limits.login_attempts_per_username_per_minute,
+        registrations_per_address_per_hour=limits.registrations_per_address_per_hour,
         min_password_length=auth.min_password_length,
+        hash_gate=WorkGate(
+            limits.password_hashes_at_once, limits.password_hash_queue, what="password checks"
+        ),
     )
 
 
@@ -145,7 +153,14 @@ def build_app(
         accounts=make_accounts(config, storage, fanout),
         contacts=ContactService(storage),
         chats=chats,
-        groups=GroupService(storage, chats, fanout, max_members=config.limits.max_group_members),
+        groups=GroupService(
+            storage,
+            chats,
+            fanout,
+            max_members=config.limits.max_group_members,
+            creations_per_hour=config.limits.groups_created_per_hour,
+            changes_per_minute=config.limits.group_changes_per_minute,
+        ),
         messages=MessageService(
             storage,
             chats,
@@ -161,7 +176,11 @@ def build_app(
         ),
         sync=SyncService(storage),
         media=media,
-        keys=KeyService(storage, fetches_per_minute=config.limits.key_fetches_per_minute),
+        keys=KeyService(
+            storage,
+            fetches_per_minute=config.limits.key_fetches_per_minute,
+            claims_per_device_per_hour=config.limits.key_claims_per_device_per_hour,
+        ),
         sessions=sessions,
         fanout=fanout,
         router=router,
@@ -183,6 +202,7 @@ def build_app(
             per_address=config.limits.max_sockets_per_address,
             descriptor_reserve=config.limits.descriptor_reserve,
         ),
+        addresses=AddressResolver(config.server.trusted_proxies),
     )
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
@@ -201,6 +221,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         svc.admission.start()
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
+        await svc.accounts.open()
         stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
         stack.callback(svc.router.detach, svc.node_id)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from chatd import __version__
+from chatd import __version__, logs
 from chatd.config import Config, ConfigError, is_loopback, load
 from chatd.core.errors import ChatdError
 
@@ -66,9 +66,7 @@ def serve(
     from chatd.app import build_app
 
     cfg = _config(config, host=host, port=port, data_dir=str(data_dir) if data_dir else None)
-    logging.basicConfig(
-        level=cfg.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(cfg.log.level, cfg.log.repeats_per_minute)
     # aiosqlite logs every statement with its parameters at DEBUG: message text
     # and password hashes must not reach the logs.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))

@@ -32,6 +32,8 @@ class ServerConfig:
     heartbeat_s: float = 30.0
     send_queue_frames: int = 4096
     shutdown_timeout_s: float = 10.0
+    #: Peers whose X-Forwarded-For names the real client (addresses or networks).
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,14 @@ class LimitsConfig:
     max_frame_bytes: int = 262144
     messages_per_second: float = 20.0
     login_attempts_per_minute: int = 10
+    login_attempts_per_address_per_minute: int = 30
+    login_attempts_per_username_per_minute: int = 60
+    registrations_per_address_per_hour: int = 10
+    password_hashes_at_once: int = 2
+    password_hash_queue: int = 32
     max_group_members: int = 256
+    groups_created_per_hour: int = 30
+    group_changes_per_minute: int = 60
     max_upload_bytes: int = 67108864
     key_fetches_per_minute: int = 60
     max_sockets_per_user: int = 16
@@ -88,6 +97,7 @@ class LimitsConfig:
     upload_rate_window_s: float = 30.0
     unsent_upload_bytes: int = 536870912
     upload_bytes_per_day: int = 4294967296
+    key_claims_per_device_per_hour: int = 60
 
 
 #: Accepted upload types, as sniffed from the bytes: pictures, video, sound and
@@ -146,6 +156,7 @@ class PresenceConfig:
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
+    repeats_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -292,6 +303,32 @@ def _check(config: Config) -> None:
         ),
         (lim.messages_per_second >= 0, "[limits] messages_per_second must be >= 0 (0: no limit)"),
         (lim.login_attempts_per_minute >= 1, "[limits] login_attempts_per_minute must be >= 1"),
+        (
+            lim.login_attempts_per_address_per_minute >= 1,
+            "[limits] login_attempts_per_address_per_minute must be >= 1",
+        ),
+        (
+            lim.login_attempts_per_username_per_minute >= 1,
+            "[limits] login_attempts_per_username_per_minute must be >= 1",
+        ),
+        (
+            lim.registrations_per_address_per_hour >= 0,
+            "[limits] registrations_per_address_per_hour must be >= 0 (0: no limit)",
+        ),
+        (lim.password_hashes_at_once >= 1, "[limits] password_hashes_at_once must be >= 1"),
+        (lim.password_hash_queue >= 0, "[limits] password_hash_queue must be >= 0"),
+        (
+            lim.groups_created_per_hour >= 0,
+            "[limits] groups_created_per_hour must be >= 0 (0: no limit)",
+        ),
+        (
+            lim.group_changes_per_minute >= 0,
+            "[limits] group_changes_per_minute must be >= 0 (0: no limit)",
+        ),
+        (
+            lim.key_claims_per_device_per_hour >= 0,
+            "[limits] key_claims_per_device_per_hour must be >= 0 (0: no limit)",
+        ),
         (2 <= lim.max_group_members <= 100_000, "[limits] max_group_members must be 2-100000"),
         (lim.max_upload_bytes >= 1, "[limits] max_upload_bytes must be positive"),
         (lim.uploads_per_minute >= 0, "[limits] uploads_per_minute must be 0 or more"),
@@ -323,10 +360,24 @@ def _check(config: Config) -> None:
             config.log.level.lower() in {"debug", "info", "warning", "error"},
             "[log] level must be debug, info, warning or error",
         ),
+        (config.log.repeats_per_minute >= 0, "[log] repeats_per_minute must be >= 0 (0: no limit)"),
+        (
+            _networks_ok(s.trusted_proxies),
+            "[server] trusted_proxies must be IP addresses or networks",
+        ),
     ]
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+
+
+def _networks_ok(values: list[str]) -> bool:
+    try:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def is_loopback(host: str) -> bool:

@@ -26,6 +26,19 @@ from tests.scylla_server import drop_session_keyspace, scylla_server
 PASSWORD = "correct horse battery"
 # Argon2id stays on, with small costs so hundreds of test logins stay fast.
 FAST_AUTH = {"argon2_time_cost": 1, "argon2_memory_kib": 256, "argon2_parallelism": 1}
+# Tests register, log in and make groups far faster than people do, all from
+# 127.0.0.1; a test of a limit sets it back in its own overrides.
+RELAXED_LIMITS = {
+    "messages_per_second": 10_000,
+    "login_attempts_per_minute": 10_000,
+    "login_attempts_per_address_per_minute": 100_000,
+    "login_attempts_per_username_per_minute": 100_000,
+    "registrations_per_address_per_hour": 0,
+    "password_hash_queue": 10_000,
+    "groups_created_per_hour": 0,
+    "group_changes_per_minute": 0,
+    "key_claims_per_device_per_hour": 0,
+}
 _names = itertools.count(1)
 
 
@@ -87,7 +100,7 @@ def test_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> Conf
     raw = {
         "server": {"data_dir": str(data_dir)},
         "auth": dict(FAST_AUTH),
-        "limits": {"messages_per_second": 10_000, "login_attempts_per_minute": 10_000},
+        "limits": dict(RELAXED_LIMITS),
     }
     return from_dict(merge(raw, overrides or {}))
 

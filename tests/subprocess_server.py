@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import FAST_AUTH
+from tests.conftest import FAST_AUTH, RELAXED_LIMITS
 
 
 def free_port() -> int:
@@ -22,15 +22,16 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, extra: str = "") -> None:
+        """``extra``: TOML tables appended to the configuration."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = data_dir.parent / f"chatd-{self.port}.toml"
         auth = "\n".join(f"{k} = {v}" for k, v in FAST_AUTH.items())
+        limits = "\n".join(f"{k} = {v}" for k, v in RELAXED_LIMITS.items())
         self.config.write_text(
-            f'[server]\ndata_dir = "{data_dir}"\n\n[auth]\n{auth}\n\n'
-            "[limits]\nmessages_per_second = 100000\nlogin_attempts_per_minute = 10000\n"
+            f'[server]\ndata_dir = "{data_dir}"\n\n[auth]\n{auth}\n\n[limits]\n{limits}\n{extra}'
         )
 
     @property

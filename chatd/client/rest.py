@@ -165,11 +165,16 @@ class ChatdClient:
     async def login(
         self, username: str, password: str, *, device_name: str | None = None
     ) -> dict[str, Any]:
-        """Log in as a new device; keeps ``token``, ``user_id`` and ``device_id``."""
+        """Log in as a new device; keeps ``token``, ``user_id`` and ``device_id``.
+
+        A token this client still holds goes along: if it is the same user's,
+        the server lets the login past the per-username lockout (a device the
+        owner already has is not a password guesser).
+        """
         body: dict[str, Any] = {"username": username, "password": password}
         if device_name is not None:
             body["device_name"] = device_name
-        result = await self.request("POST", "/auth/login", json=body, auth=False)
+        result = await self.request("POST", "/auth/login", json=body)
         self.token = result["token"]
         self.user_id = result["user_id"]
         self.device_id = result["device_id"]
@@ -185,7 +190,7 @@ class ChatdClient:
         return await self.request("GET", "/users/me")
 
     async def update_me(self, **fields: Any) -> dict[str, Any]:
-        """PATCH the caller's profile (display_name, status_message, avatar_media_id)."""
+        """PATCH the caller's profile (display_name, status_message, avatar_media_id, group_add)."""
         return await self.request("PATCH", "/users/me", json=fields)
 
     async def get_user(self, user_id: str) -> dict[str, Any]:
@@ -262,9 +267,26 @@ class ChatdClient:
         )
         return await self.request("POST", "/messages", json=body)
 
-    async def chats(self) -> list[dict[str, Any]]:
-        """The caller's chats, most recent activity first."""
-        return _items(await self.request("GET", "/chats"), "chats")
+    async def chats(self, *, page_size: int = 500) -> list[dict[str, Any]]:
+        """All the caller's chats, most recent activity first, page after page.
+
+        The server's cursor never repeats a chat; one that got a message while
+        the pages were read may be missing (it arrives as a ``new_message``).
+        """
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = await self.chats_page(limit=page_size, cursor=cursor)
+            found += page["chats"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return found
+
+    async def chats_page(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page: ``{chats, next_cursor}`` (null at the end)."""
+        return await self.request("GET", "/chats", params={"limit": limit, "cursor": cursor})
 
     async def messages(
         self,

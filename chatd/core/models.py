@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 ChatKind = Literal["direct", "group"]
 Role = Literal["admin", "member"]
+GroupAdd = Literal["everyone", "contacts"]
+GROUP_ADD = ("everyone", "contacts")
 MESSAGE_TYPES = frozenset({"text", "image", "video", "audio", "file"})
 SYSTEM = "system"  # membership and settings changes; written by the server only
 
@@ -29,6 +31,9 @@ class User:
     is_admin: bool = False
     banned: bool = False
     last_seen: int | None = None
+    #: Who may add the user to groups: "everyone" or "contacts" (users the
+    #: user has as a contact).
+    group_add: GroupAdd = "everyone"
 
 
 @dataclass(frozen=True, slots=True)

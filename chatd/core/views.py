@@ -32,7 +32,12 @@ def user_view(user: User) -> dict[str, Any]:
 
 
 def me_view(user: User) -> dict[str, Any]:
-    return {**user_view(user), "avatar_media_id": user.avatar_media_id, "is_admin": user.is_admin}
+    return {
+        **user_view(user),
+        "avatar_media_id": user.avatar_media_id,
+        "is_admin": user.is_admin,
+        "group_add": user.group_add,
+    }
 
 
 def device_view(device: Device, *, current: str | None = None) -> dict[str, Any]:

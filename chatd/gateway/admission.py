@@ -5,13 +5,13 @@ Checked before the upgrade, so a refused handshake costs one HTTP answer
 when the process is near its descriptor limit) and never a socket. The user
 count spans nodes: sockets already counted by the ``Presence`` port (every
 node's) plus this node's upgrades still under way. Addresses and descriptors
-are this node's own.
+are this node's own. Addresses come from ``gateway/address.py`` (the client's,
+through trusted proxies; IPv6 by /64).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import resource
 
@@ -35,22 +35,6 @@ def raise_descriptor_limit() -> int:
         log.warning("could not raise the descriptor limit from %d to %d: %s", soft, hard, exc)
         return soft
     return hard
-
-
-def address_key(address: str | None) -> str:
-    """The bucket of a client address: the IPv4 address, or the IPv6 /64."""
-    if not address:
-        return "?"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if ip.version == 6:
-        mapped = ip.ipv4_mapped  # type: ignore[union-attr]
-        if mapped is not None:
-            return str(mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class Admission:
@@ -90,21 +74,20 @@ class Admission:
     def socket_budget(self) -> int:
         return max(0, self._descriptors - self._reserve)
 
-    def check_failures(self, address: str | None) -> None:
+    def check_failures(self, address: str) -> None:
         """Before authenticating: an address that keeps failing handshakes waits."""
-        key = address_key(address)
-        if self._failures.peek(key) < 1:
-            self._failures.take(key)  # raises rate_limited with Retry-After
+        if self._failures.wait(address) > 0:
+            self._failures.take(address)  # raises rate_limited with Retry-After
 
-    def failed(self, address: str | None) -> None:
+    def failed(self, address: str) -> None:
         """A handshake from ``address`` failed authentication."""
         with contextlib.suppress(ChatdError):  # counted; check_failures refuses the next
-            self._failures.take(address_key(address))
+            self._failures.take(address)
 
-    def admit(self, user_id: str, address: str | None) -> str:
+    def admit(self, user_id: str, address: str) -> str:
         """Reserve a socket for ``user_id`` from ``address``, or raise; returns the key
         to pass to ``upgraded`` and ``release``."""
-        key = address_key(address)
+        key = address
         if self._open >= self.socket_budget():
             raise ChatdError("unavailable", "the server is at its connection limit; retry later")
         users = self._presence.sockets(user_id) + self._upgrading.get(user_id, 0)

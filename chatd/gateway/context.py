@@ -21,6 +21,7 @@ from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
+from chatd.gateway.address import AddressResolver
 from chatd.gateway.admission import Admission
 from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.metrics import Metrics
@@ -51,6 +52,7 @@ class Services:
     max_frame_bytes: int
     socket_limits: SocketLimits
     admission: Admission
+    addresses: AddressResolver
     started: float = field(default_factory=time.monotonic)
 
 

@@ -33,7 +33,7 @@ MAX_IN_FLIGHT = 256
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    admission, address = svc.admission, request.remote
+    admission, address = svc.admission, svc.addresses.of(request)
     admission.check_failures(address)
     try:
         caller = await svc.accounts.authenticate(

@@ -46,7 +46,7 @@ TABLES = {
 
 USER = (
     "user_id, username, display_name, password_hash, created_at, status_message, "
-    "avatar_media_id, is_admin, banned, last_seen"
+    "avatar_media_id, is_admin, banned, last_seen, group_add"
 )
 DEVICE = "device_id, user_id, name, created_at, expires_at, revoked_at, token_hash"
 CHAT = (
@@ -188,7 +188,10 @@ class SqliteSource:
             f"SELECT {USER} FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?",
             (_one(after), limit),
         )
-        return [User(*r[:7], is_admin=bool(r[7]), banned=bool(r[8]), last_seen=r[9]) for r in rows]
+        return [
+            User(*r[:7], is_admin=bool(r[7]), banned=bool(r[8]), last_seen=r[9], group_add=r[10])
+            for r in rows
+        ]
 
     def devices(self, after: list[Any] | None, limit: int) -> list[tuple[Device, str]]:
         rows = self._rows(

@@ -114,3 +114,34 @@ async def test_two_nodes_agree_on_the_one_direct_chat(storage, second_node, make
     assert len({c.chat_id for c in chats}) == 1
     assert len(await storage.chats.memberships(alice.user_id)) == 1
     assert await second_node.chats.direct_peers(bob.user_id) == [alice.user_id]
+
+
+async def test_inbox_pages_by_recent_activity(storage, make_user, make_direct, send):
+    alice = await make_user("alice")
+    others = [await make_user(f"peer{i}") for i in range(5)]
+    chats = [await make_direct(alice, other) for other in others]
+    await send(chats[1], others[1])  # chat 1, then chat 3, have the latest activity
+    await asyncio.sleep(0.005)
+    await send(chats[3], alice)
+    await make_direct(others[0], others[2])  # not alice's
+
+    def key(chat: Chat) -> tuple[int, str]:
+        return (chat.last_activity, chat.chat_id)
+
+    current = [await storage.chats.get(c.chat_id) for c in chats]
+    expected = sorted(current, key=key, reverse=True)  # type: ignore[arg-type]
+    assert [c.chat_id for c in expected[:2]] == [chats[3].chat_id, chats[1].chat_id]
+
+    walked: list[str] = []
+    before = None
+    while page := await storage.chats.inbox(alice.user_id, 2, before):
+        assert len(page) <= 2
+        for chat, me in page:
+            assert me == await storage.chats.member(chat.chat_id, alice.user_id)
+            assert chat == await storage.chats.get(chat.chat_id)
+        walked += [chat.chat_id for chat, _ in page]
+        before = key(page[-1][0])
+    assert walked == [c.chat_id for c in expected]
+    assert await storage.chats.inbox(others[4].user_id, 10) == [
+        (current[4], await storage.chats.member(chats[4].chat_id, others[4].user_id))
+    ]

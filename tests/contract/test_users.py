@@ -184,3 +184,13 @@ async def test_two_nodes_cannot_both_take_a_username(storage, second_node):
     assert sum(r is None for r in results) == 1
     assert all(r is None or (isinstance(r, ChatdError) and r.code == "conflict") for r in results)
     assert await storage.users.get_by_name("DAVE") == await second_node.users.get_by_name("dave")
+
+
+async def test_group_add_is_everyone_until_set(storage, make_user):
+    alice = await make_user("alice")
+    assert (await storage.users.get(alice.user_id)).group_add == "everyone"  # type: ignore[union-attr]
+    updated = await storage.users.update(alice.user_id, group_add="contacts")
+    assert updated is not None and updated.group_add == "contacts"
+    assert await storage.users.get_by_name("alice") == updated
+    choosy = await make_user("bob", group_add="contacts")
+    assert (await storage.users.get(choosy.user_id)) == choosy

@@ -155,9 +155,10 @@ async def test_log_level_filters_the_server_log(tmp_path, level, shows_info):
 async def test_synchronous_sets_sqlite_durability(user, server, pragma):
     alice, bob = await user(), await user()
     await alice.send_message(recipient_id=bob.user_id, content="stored")
-    # The setting lives on the connection that commits; nothing else can show it.
-    writer = server.app[SERVICES].storage.db._writer
-    assert (await writer.execute_fetchall("PRAGMA synchronous")) == [(pragma,)]
+    # The setting lives on the connection that commits: ask it, in the writer.
+    db = server.app[SERVICES].storage.db
+    found = await db.job(lambda conn: conn.execute("PRAGMA synchronous").fetchall())
+    assert found == [(pragma,)]
 
 
 async def test_synchronous_normal_keeps_acknowledged_messages_through_a_crash(tmp_path):

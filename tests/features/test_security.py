@@ -93,15 +93,15 @@ async def test_message_rate_limit_counts_ws_and_rest_together(user):
     ]
 
 
-async def test_login_attempts_are_limited_per_username(base_url, user):
+async def test_failed_logins_are_limited_per_username_and_address(base_url, user):
     alice = await user()
     async with ChatdClient(base_url) as client:
-        for _ in range(2):
-            with pytest.raises(ApiError):
+        for _ in range(3):
+            with pytest.raises(ApiError) as err:
                 await client.login(alice.username, "wrong password")
+            assert err.value.status == 401
         with pytest.raises(ApiError) as err:
-            for _ in range(3):
-                await client.login(alice.username, "wrong password")
+            await client.login(alice.username, PASSWORD)
         assert (err.value.status, err.value.code) == (429, "rate_limited")
         assert err.value.retry_after is not None
 

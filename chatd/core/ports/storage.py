@@ -47,7 +47,7 @@ class UserStore(Protocol):
 
     async def update(self, user_id: str, **fields: object) -> User | None:
         """Set the named profile fields (display_name, status_message, avatar_media_id,
-        password_hash, is_admin, banned, last_seen); returns the new record."""
+        password_hash, is_admin, banned, last_seen, group_add); returns the new record."""
 
 
 class DeviceStore(Protocol):
@@ -121,6 +121,16 @@ class ChatStore(Protocol):
 
     async def memberships(self, user_id: str) -> list[Member]:
         """The user's memberships, current and past (its inbox partition)."""
+
+    async def inbox(
+        self, user_id: str, limit: int, before: tuple[int, str] | None = None
+    ) -> list[tuple[Chat, Member]]:
+        """One page of the user's chats (memberships current and past) with the
+        user's membership of each, most recent activity first.
+
+        Ordered by ``(last_activity, chat_id)`` descending; with ``before``, only
+        chats strictly below that pair. At most ``limit``.
+        """
 
     async def group_ids(self, limit: int, after: str = "") -> list[str]:
         """Ids of groups in id order, for administration."""

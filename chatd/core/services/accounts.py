@@ -4,6 +4,14 @@ A token is the credential of one device. Revoking a device (logout, device
 removal, password change) or banning its user takes effect at once: REST calls
 check the store on every request, and open sockets are closed through the
 revocation feed that every node polls.
+
+Password guessing is held back by failed-login counts per (username, address),
+per address and per username; a correct password gives its attempt back. So an
+attacker sending wrong passwords from elsewhere never locks the owner out of
+their own address, and a login that carries a valid token of the same user (a
+device the owner already has) skips the per-username counts altogether.
+Hashing itself goes through a ``WorkGate``: a flood of logins is refused with
+``rate_limited`` rather than queued behind the real ones.
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, bad_request, not_found
 from chatd.core.events import Invalidation
 from chatd.core.ids import new_id, new_token, now_ms, token_hash
-from chatd.core.models import Device, User
+from chatd.core.models import GROUP_ADD, Device, User
 from chatd.core.ports.passwords import PasswordHasher
 from chatd.core.ports.storage import Storage
-from chatd.core.ratelimit import TokenBucket
+from chatd.core.ratelimit import TokenBucket, take_all
 from chatd.core.services.fanout import FanOut
+from chatd.core.workgate import WorkGate
 
 log = logging.getLogger(__name__)
 Registration = Literal["open", "invite", "closed"]
@@ -41,7 +50,11 @@ class AccountService:
         registration: Registration = "open",
         token_ttl_days: int = 365,
         login_attempts_per_minute: int = 10,
+        login_attempts_per_address_per_minute: int = 30,
+        login_attempts_per_username_per_minute: int = 60,
+        registrations_per_address_per_hour: int = 10,
         min_password_length: int = 6,
+        hash_gate: WorkGate | None = None,
     ) -> None:
         self._storage = storage
         self._hasher = hasher
@@ -49,20 +62,38 @@ class AccountService:
         self.registration = registration
         self._token_ttl_ms = token_ttl_days * DAY_MS
         self._min_password = min_password_length
-        self._logins = TokenBucket(
-            login_attempts_per_minute / 60, login_attempts_per_minute, what="login attempts"
+        self._per_pair = TokenBucket.per_period(
+            login_attempts_per_minute, 60, what="login attempts for this username"
         )
+        self._per_address = TokenBucket.per_period(
+            login_attempts_per_address_per_minute, 60, what="login attempts from this address"
+        )
+        self._per_username = TokenBucket.per_period(
+            login_attempts_per_username_per_minute, 60, what="login attempts for this username"
+        )
+        self._registrations = TokenBucket.per_period(
+            registrations_per_address_per_hour, 3600, what="registrations from this address"
+        )
+        self._hash_gate = hash_gate or WorkGate(2, 32, what="password checks")
         self._dummy_hash: str | None = None
+
+    async def open(self) -> None:
+        """Hash a throw-away password once, at start-up: a login for an unknown
+        username verifies against it, so it costs what a real one does, and the
+        first such login does not pay for two hashes."""
+        self._dummy_hash = await self._hasher.hash(new_token())
 
     # -- registration and login ---------------------------------------------
 
-    async def register(self, data: Any) -> User:
+    async def register(self, data: Any, *, address: str = "") -> User:
+        """``address``: the client's, for the per-address limit on registrations."""
         data = validate.body(data)
         username = validate.username(data.get("username"))
         password = self._password(data)
         display_name = validate.string(data, "display_name", required=False, max_len=64)
         if self.registration == "closed":
             raise ChatdError("forbidden", "registration is closed on this server")
+        self._registrations.take(address)
         if await self._storage.users.get_by_name(username):
             raise ChatdError("conflict", "username is taken")
         if self.registration == "invite":
@@ -86,29 +117,40 @@ class AccountService:
             user_id=new_id(),
             username=username,
             display_name=display_name or username,
-            password_hash=await self._hasher.hash(password),
+            password_hash=await self._hash(password),
             created_at=now_ms(),
             is_admin=is_admin,
         )
         await self._storage.users.create(user)
         return user
 
-    async def login(self, data: Any) -> tuple[str, Device]:
+    async def login(
+        self, data: Any, *, address: str = "", token: str | None = None
+    ) -> tuple[str, Device]:
+        """A new device for the user, if the password is right.
+
+        ``address``: the client's; ``token``: a bearer token the request carried,
+        if any. A valid token of the same user frees the login from the
+        per-username counts (its holder is one of the user's devices).
+        """
         data = validate.body(data)
         name = data.get("username")
         password = data.get("password")
         if not isinstance(name, str) or not isinstance(password, str):
             raise bad_request("username and password are required strings")
         device_name = validate.string(data, "device_name", required=False, max_len=64)
-        self._logins.take(name.lower()[:64])
-        user = await self._storage.users.get_by_name(name) if len(name) <= 64 else None
-        if user is None:
-            await self._hasher.verify(await self._dummy(), password)  # same cost as a real try
-            raise ChatdError("unauthorized", "wrong username or password")
-        if not await self._hasher.verify(user.password_hash, password):
-            raise ChatdError("unauthorized", "wrong username or password")
-        if user.banned:
-            raise ChatdError("forbidden", "this account is banned")
+        key = name.lower()[:64]
+        charges = [(self._per_address, address)]
+        if not await self._holds_token(token, key):
+            charges += [(self._per_pair, f"{key}\n{address}"), (self._per_username, key)]
+        take_all(charges)
+        try:
+            user = await self._check_login(name, password)
+        except ChatdError as exc:
+            if exc.code != "unauthorized":  # only a wrong password counts as a failure
+                self._give_back(charges)
+            raise
+        self._give_back(charges)
         token = new_token()
         now = now_ms()
         device = Device(
@@ -120,6 +162,42 @@ class AccountService:
         )
         await self._storage.devices.create(device, token_hash(token))
         return token, device
+
+    async def _check_login(self, name: str, password: str) -> User:
+        if self._dummy_hash is None:
+            raise ChatdError("unavailable", "the server is starting; retry")
+        user = await self._storage.users.get_by_name(name) if len(name) <= 64 else None
+        if user is None:
+            await self._verify(self._dummy_hash, password)  # same cost as a real try
+            raise ChatdError("unauthorized", "wrong username or password")
+        if not await self._verify(user.password_hash, password):
+            raise ChatdError("unauthorized", "wrong username or password")
+        if user.banned:
+            raise ChatdError("forbidden", "this account is banned")
+        return user
+
+    async def _holds_token(self, token: str | None, username: str) -> bool:
+        """Whether ``token`` is a valid token of the user named ``username``."""
+        if not token:
+            return False
+        try:
+            caller = await self.authenticate(token)
+        except ChatdError:
+            return False
+        return caller.username == username
+
+    @staticmethod
+    def _give_back(charges: list[tuple[TokenBucket, str]]) -> None:
+        for bucket, key in charges:
+            bucket.give_back(key)
+
+    async def _hash(self, password: str) -> str:
+        async with self._hash_gate.turn():
+            return await self._hasher.hash(password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        async with self._hash_gate.turn():
+            return await self._hasher.verify(password_hash, password)
 
     async def authenticate(self, token: str | None) -> Caller:
         """The caller a bearer token stands for, or ``unauthorized``/``forbidden``."""
@@ -162,9 +240,13 @@ class AccountService:
         data = validate.body(data)
         fields: dict[str, object] = {}
         allowed = {"display_name": 64, "status_message": 140, "avatar_media_id": 64}
-        unknown = set(data) - set(allowed)
+        unknown = set(data) - set(allowed) - {"group_add"}
         if unknown:
             raise bad_request(f"unknown field: {sorted(unknown)[0]}")
+        if "group_add" in data:
+            if data["group_add"] not in GROUP_ADD:
+                raise bad_request('group_add must be "everyone" or "contacts"')
+            fields["group_add"] = data["group_add"]
         for name, max_len in allowed.items():
             if name in data:
                 value = validate.string(
@@ -204,9 +286,7 @@ class AccountService:
     async def set_password(self, username: str, password: str) -> User:
         user = await self._require_by_name(username)
         self._check_password(password)
-        await self._storage.users.update(
-            user.user_id, password_hash=await self._hasher.hash(password)
-        )
+        await self._storage.users.update(user.user_id, password_hash=await self._hash(password))
         await self._storage.devices.revoke_all(user.user_id)  # a new password logs out everywhere
         return user
 
@@ -256,8 +336,3 @@ class AccountService:
         if user is None:
             raise not_found(f"no user named {username!r}")
         return user
-
-    async def _dummy(self) -> str:
-        if self._dummy_hash is None:
-            self._dummy_hash = await self._hasher.hash(new_token())
-        return self._dummy_hash

@@ -8,6 +8,7 @@ anyone else gets ``not_found`` (it may not learn the chat exists).
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,29 @@ from chatd.core.services.media import attachments
 from chatd.core.views import chat_view, message_status, message_view, visible_last_seq
 
 MAX_PAGE = 100
+INBOX_PAGE = 200
+MAX_INBOX_PAGE = 500
+
+
+def _encode_cursor(last_activity: int, chat_id: str) -> str:
+    """Opaque to clients: the sort key of the last chat shown."""
+    raw = f"{last_activity}:{chat_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if cursor is None:
+        return None
+    try:
+        if len(cursor) > 200:
+            raise ValueError
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        activity, _, chat_id = raw.partition(":")
+        if not (activity.isascii() and activity.isdigit() and chat_id):
+            raise ValueError
+        return int(activity), chat_id
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise bad_request("cursor is not one this server gave") from None
 
 
 class ChatService:
@@ -97,18 +121,27 @@ class ChatService:
             raise not_found("chat not found")
         return chat, me, await self._storage.chats.members(chat_id)
 
-    async def inbox(self, caller: Caller) -> list[dict[str, Any]]:
-        """The caller's chats, most recent activity first, with unread counts."""
-        memberships = await self._storage.chats.memberships(caller.user_id)
-        views = await asyncio.gather(*(self._inbox_entry(m) for m in memberships))
-        found = [v for v in views if v is not None]
-        found.sort(key=lambda pair: pair[0], reverse=True)
-        return [view for _, view in found]
+    async def inbox(self, caller: Caller, params: Mapping[str, str]) -> dict[str, Any]:
+        """One page of the caller's chats, most recent activity first, with unread counts.
 
-    async def _inbox_entry(self, me: Member) -> tuple[int, dict[str, Any]] | None:
-        chat = await self._storage.chats.get(me.chat_id)
-        if chat is None:
-            return None
+        Keyset pagination on ``(last_activity, chat_id)``: the cursor is the pair
+        of the page's last chat, so a walk never shows a chat twice and never
+        skips one whose activity did not change meanwhile. A chat that gets a
+        message during the walk moves to the front (the client hears of it live).
+        """
+        limit = validate.query_int(params, "limit", INBOX_PAGE, minimum=1, maximum=MAX_INBOX_PAGE)
+        before = _decode_cursor(params.get("cursor") or None)
+        page = await self._storage.chats.inbox(caller.user_id, limit + 1, before)
+        more = len(page) > limit
+        page = page[:limit]
+        views = await asyncio.gather(*(self._inbox_entry(chat, me) for chat, me in page))
+        last = page[-1][0] if more else None
+        return {
+            "chats": views,
+            "next_cursor": _encode_cursor(last.last_activity, last.chat_id) if last else None,
+        }
+
+    async def _inbox_entry(self, chat: Chat, me: Member) -> dict[str, Any]:
         members = await self._storage.chats.members(chat.chat_id)
         last = None
         last_seq = visible_last_seq(chat, me)
@@ -118,14 +151,11 @@ class ChatService:
                 media = await attachments(self._storage, [message])
                 status = message_status(message, members)
                 last = message_view(message, status, media.get(message.media_id or ""))
-        return chat.last_activity, chat_view(chat, me, members, last)
+        return chat_view(chat, me, members, last)
 
     async def chat_view(self, caller: Caller, chat_id: str) -> dict[str, Any]:
-        _, me, _ = await self.access(caller, chat_id)
-        entry = await self._inbox_entry(me)
-        if entry is None:
-            raise not_found("chat not found")
-        return entry[1]
+        chat, me, _ = await self.access(caller, chat_id)
+        return await self._inbox_entry(chat, me)
 
     async def history(
         self, caller: Caller, chat_id: str, params: Mapping[str, str]

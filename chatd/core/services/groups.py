@@ -6,6 +6,12 @@ the group as read, then applied by the store only if the group's version did not
 move meanwhile (compare-and-set), so two admins acting at once can never push a
 group past its size limit or leave it without an admin; the loser re-reads and
 tries again.
+
+A group can also be used against people: anyone could be added to thousands of
+groups. So a user's ``group_add`` setting says who may add them ("contacts":
+only users they have as a contact; anyone else makes the whole request fail
+with ``forbidden``), and creating groups and changing them as an admin are
+rate limited per user. Leaving a group never is.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from chatd.core import validate
 from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, StaleVersion, bad_request, forbidden, not_found
 from chatd.core.ids import new_id, now_ms
-from chatd.core.models import SYSTEM, Chat, GroupChange, Member, MessageDraft, Role
+from chatd.core.models import SYSTEM, Chat, GroupChange, Member, MessageDraft, Role, User
 from chatd.core.ports.storage import Storage
+from chatd.core.ratelimit import TokenBucket
 from chatd.core.services.chats import ChatService
 from chatd.core.services.fanout import FanOut
 from chatd.core.views import group_view
@@ -51,12 +58,21 @@ Plan = Callable[[Chat, list[Member]], GroupChange | None]
 
 class GroupService:
     def __init__(
-        self, storage: Storage, chats: ChatService, fanout: FanOut, *, max_members: int = 256
+        self,
+        storage: Storage,
+        chats: ChatService,
+        fanout: FanOut,
+        *,
+        max_members: int = 256,
+        creations_per_hour: float = 30,
+        changes_per_minute: float = 60,
     ) -> None:
         self._storage = storage
         self._chats = chats
         self._fanout = fanout
         self.max_members = max_members
+        self._creations = TokenBucket.per_period(creations_per_hour, 3600, what="groups created")
+        self._changes = TokenBucket.per_period(changes_per_minute, 60, what="group changes")
 
     # -- reads ----------------------------------------------------------------
 
@@ -87,7 +103,8 @@ class GroupService:
         invited = [u for u in dict.fromkeys(member_ids) if u != caller.user_id]
         if 1 + len(invited) > self.max_members:
             raise ChatdError("conflict", f"a group holds at most {self.max_members} members")
-        await self._require_users(invited)
+        await self._require_addable(caller, invited)
+        self._creations.take(caller.user_id)
         now = now_ms()
         chat = Chat(
             chat_id=new_id(),
@@ -125,6 +142,7 @@ class GroupService:
             raise not_found("avatar_media_id: unknown media")
         if "avatar_media_id" in data:
             settings["avatar_media_id"] = None
+        self._changes.take(caller.user_id)
 
         def plan(chat: Chat, members: list[Member]) -> GroupChange | None:
             self._require_admin(caller, members)
@@ -148,7 +166,8 @@ class GroupService:
 
     async def add_members(self, caller: Caller, group_id: str, data: Any) -> dict[str, Any]:
         user_ids = list(dict.fromkeys(self._user_ids(validate.body(data), "user_ids")))
-        await self._require_users(user_ids)
+        await self._require_addable(caller, [u for u in user_ids if u != caller.user_id])
+        self._changes.take(caller.user_id)
 
         def plan(chat: Chat, members: list[Member]) -> GroupChange | None:
             self._require_admin(caller, members)
@@ -172,6 +191,9 @@ class GroupService:
         return await self._change(caller, group_id, plan)
 
     async def remove_member(self, caller: Caller, group_id: str, user_id: str) -> dict[str, Any]:
+        if user_id != caller.user_id:  # leaving is never held back
+            self._changes.take(caller.user_id)
+
         def plan(chat: Chat, members: list[Member]) -> GroupChange | None:
             leaving = user_id == caller.user_id
             if not leaving:
@@ -197,6 +219,7 @@ class GroupService:
         role = validate.required_string(validate.body(data), "role", max_len=16)
         if role not in ("admin", "member"):
             raise bad_request('role must be "admin" or "member"')
+        self._changes.take(caller.user_id)
 
         def plan(chat: Chat, members: list[Member]) -> GroupChange | None:
             self._require_admin(caller, members)
@@ -264,7 +287,21 @@ class GroupService:
             raise ChatdError("conflict", f"a group holds at most {self.max_members} members")
         return value
 
-    async def _require_users(self, user_ids: list[str]) -> None:
+    async def _require_addable(self, caller: Caller, user_ids: list[str]) -> None:
+        """Every user exists and lets the caller add them to a group (``group_add``)."""
+        users: list[User] = []
         for user_id in user_ids:
-            if await self._storage.users.get(user_id) is None:
+            user = await self._storage.users.get(user_id)
+            if user is None:
                 raise not_found(f"user not found: {user_id}")
+            users.append(user)
+        choosy = [u for u in users if u.group_add == "contacts"]
+        if not choosy:
+            return
+        # Who has the caller as a contact: one read, whatever the number of users.
+        allowing = set(await self._storage.contacts.watchers(caller.user_id))
+        refusing = [u.user_id for u in choosy if u.user_id not in allowing]
+        if refusing:
+            raise forbidden(
+                "only their contacts may add these users to groups: " + ", ".join(refusing)
+            )

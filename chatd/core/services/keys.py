@@ -5,7 +5,10 @@ identity key, a signed prekey and a stock of one-time prekeys; whoever starts a
 session with a user fetches a bundle per device of that user, each with a
 one-time prekey that nobody else will ever get. Fetches are rate limited per
 caller, because draining a user's one-time prekeys weakens their sessions
-(X3DH falls back to the signed prekey alone).
+(X3DH falls back to the signed prekey alone); and claims are limited per target
+device, so many accounts together cannot drain one device either. Past that
+limit a fetch still answers, without a one-time prekey for that device: a 429
+would let the same accounts stop everyone from reaching the device at all.
 """
 
 from __future__ import annotations
@@ -43,10 +46,19 @@ class Bundle:
 
 
 class KeyService:
-    def __init__(self, storage: Storage, *, fetches_per_minute: float = 60) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        fetches_per_minute: float = 60,
+        claims_per_device_per_hour: float = 60,
+    ) -> None:
         self._storage = storage
         rate = fetches_per_minute / 60
         self._fetches = TokenBucket(rate, max(1.0, fetches_per_minute / 6), what="key fetches")
+        self._claims = TokenBucket.per_period(
+            claims_per_device_per_hour, 3600, what="one-time prekey claims"
+        )
 
     async def upload(self, caller: Caller, data: Any) -> int:
         """Store the caller's bundle (or add prekeys to it); returns the prekeys it holds."""
@@ -71,8 +83,9 @@ class KeyService:
     async def fetch(self, caller: Caller, user_id: str) -> list[Bundle]:
         """A bundle per live device of ``user_id`` that has uploaded keys.
 
-        Each call consumes one one-time prekey per device. The caller's own
-        device is left out: a device never opens a session with itself.
+        Each call consumes one one-time prekey per device, unless the device's
+        claims are over their hourly limit. The caller's own device is left out:
+        a device never opens a session with itself.
         """
         self._fetches.take(caller.user_id)
         user = await self._storage.users.get(user_id)
@@ -85,7 +98,10 @@ class KeyService:
             keys = await self._storage.keys.get(device.device_id)
             if keys is None:
                 continue
-            prekey = await self._storage.keys.claim(device.device_id)
+            claimable = self._claims.try_take(device.device_id)
+            prekey = await self._storage.keys.claim(device.device_id) if claimable else None
+            if claimable and prekey is None:
+                self._claims.give_back(device.device_id)  # none left: nothing was handed out
             bundles.append(Bundle(keys, prekey))
         return bundles
 

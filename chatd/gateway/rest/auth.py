@@ -6,16 +6,22 @@ from aiohttp import web
 
 from chatd.core.ids import format_ts
 from chatd.gateway.context import services
-from chatd.gateway.http import caller, json_response, no_content, read_json
+from chatd.gateway.http import bearer_token, caller, json_response, no_content, read_json
 
 
 async def register(request: web.Request) -> web.Response:
-    user = await services(request).accounts.register(await read_json(request))
+    svc = services(request)
+    body = await read_json(request)
+    user = await svc.accounts.register(body, address=svc.addresses.of(request))
     return json_response({"user_id": user.user_id, "username": user.username}, 201)
 
 
 async def login(request: web.Request) -> web.Response:
-    token, device = await services(request).accounts.login(await read_json(request))
+    svc = services(request)
+    body = await read_json(request)
+    token, device = await svc.accounts.login(
+        body, address=svc.addresses.of(request), token=bearer_token(request)
+    )
     return json_response(
         {
             "token": token,

@@ -25,7 +25,7 @@ async def open_direct(request: web.Request) -> web.Response:
 
 async def list_chats(request: web.Request) -> web.Response:
     svc = services(request)
-    return json_response({"chats": await svc.chats.inbox(await caller(request))})
+    return json_response(await svc.chats.inbox(await caller(request), request.query))
 
 
 async def get_chat(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ concurrent callers write the same values.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +34,9 @@ CQL = {
     "chats.members": f"SELECT {_MEMBER} FROM chat_members WHERE chat_id = ?",
     "chats.member": f"SELECT {_MEMBER} FROM chat_members WHERE chat_id = ? AND user_id = ?",
     "chats.inbox": "SELECT chat_id, kind, peer_id FROM user_chats WHERE user_id = ?",
+    # The chat's statics and one member's row, in one read of the chat partition.
+    "chats.entry": f"SELECT {_STATICS}, {_MEMBER} FROM chat_members "
+    "WHERE chat_id = ? AND user_id = ?",
     "chats.put_inbox": "INSERT INTO user_chats (user_id, chat_id, kind, peer_id) "
     "VALUES (?, ?, 'direct', ?)",
     "chats.pair": "SELECT chat_id, created_at, created_by, user_a, user_b FROM direct_pairs "
@@ -191,6 +195,29 @@ class ScyllaChats:
             if member is not None:
                 out.append(member)
         return out
+
+    async def inbox(
+        self, user_id: str, limit: int, before: tuple[int, str] | None = None
+    ) -> list[tuple[Chat, Member]]:
+        # No table keeps a user's chats in activity order (it would take a write
+        # per member and message), so the page is cut from the user_chats
+        # partition and one small read per chat (statics + the user's row): the
+        # reads memberships() makes anyway. Only the page is returned for the
+        # caller to dress up (members, last message).
+        inbox = await self._cql.all_rows("chats.inbox", (user_id,))
+        found = await gather_limited([self._entry(r.chat_id, r.kind, user_id) for r in inbox])
+        entries = [e for e in found if e is not None]
+        if before is not None:
+            entries = [e for e in entries if (e[0].last_activity, e[0].chat_id) < before]
+        return heapq.nlargest(limit, entries, key=lambda e: (e[0].last_activity, e[0].chat_id))
+
+    async def _entry(self, chat_id: str, kind: str, user_id: str) -> tuple[Chat, Member] | None:
+        row = await self._cql.one("chats.entry", (chat_id, user_id))
+        if not _is_member_row(row) and kind == "group" and await self.get(chat_id):
+            row = await self._cql.one("chats.entry", (chat_id, user_id))  # creation finished
+        if row is None or not _is_member_row(row) or row.kind is None:
+            return None
+        return _chat(chat_id, row), _member(chat_id, row)
 
     async def group_ids(self, limit: int, after: str = "") -> list[str]:
         ids: list[str] = []

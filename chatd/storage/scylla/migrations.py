@@ -194,6 +194,7 @@ MIGRATIONS: list[tuple[int, str, list[str | AddColumn]]] = [
         # conditional batches on it, so two cannot together pass the cap.
         [AddColumn("one_time_prekeys", "last_upload", "uuid static")],
     ),
+    (5, "group_add", [AddColumn("users", "group_add", "text")]),
 ]
 
 

@@ -19,7 +19,7 @@ from chatd.storage.scylla.bridge import Cql, gather_limited
 
 _COLUMNS = (
     "user_id, username, display_name, password_hash, created_at, status_message, "
-    "avatar_media_id, is_admin, banned, last_seen"
+    "avatar_media_id, is_admin, banned, last_seen, group_add"
 )
 _UPDATABLE = (
     "display_name",
@@ -29,10 +29,11 @@ _UPDATABLE = (
     "is_admin",
     "banned",
     "last_seen",
+    "group_add",
 )
 
 CQL = {
-    "users.insert": f"INSERT INTO users ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    "users.insert": f"INSERT INTO users ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
     "users.delete": "DELETE FROM users WHERE user_id = ?",
     "users.get": f"SELECT {_COLUMNS} FROM users WHERE user_id = ?",
     "users.claim_name": "INSERT INTO usernames (username, user_id) VALUES (?, ?) IF NOT EXISTS",
@@ -65,6 +66,7 @@ def _user(row: Any) -> User:
         is_admin=bool(row.is_admin),
         banned=bool(row.banned),
         last_seen=row.last_seen,
+        group_add=row.group_add or "everyone",  # null: a user from before migration 4
     )
 
 
@@ -105,6 +107,7 @@ class ScyllaUsers:
                     user.is_admin,
                     user.banned,
                     _unset(user.last_seen),
+                    user.group_add,
                 ),
             )
 

@@ -184,6 +184,24 @@ class SqliteChats:
         )
         return [_member(r) for r in rows]
 
+    async def inbox(
+        self, user_id: str, limit: int, before: tuple[int, str] | None = None
+    ) -> list[tuple[Chat, Member]]:
+        # The user's rows of members_by_user, each joined to its chat by key; SQLite
+        # keeps only the best ``limit`` while it sorts (no Python object per chat).
+        chat_cols = ", ".join(f"c.{c.strip()}" for c in _CHAT.split(","))
+        member_cols = ", ".join(f"m.{c.strip()}" for c in _MEMBER.split(","))
+        below = "AND (c.last_activity, c.chat_id) < (?, ?) " if before else ""
+        rows = await self._db.fetchall(
+            f"SELECT {chat_cols}, {member_cols} FROM members m "
+            "JOIN chats c ON c.chat_id = m.chat_id "
+            f"WHERE m.user_id = ? {below}"
+            "ORDER BY c.last_activity DESC, c.chat_id DESC LIMIT ?",
+            (user_id, *(before or ()), limit),
+        )
+        width = len(_CHAT.split(","))
+        return [(_chat(r[:width]), _member(r[width:])) for r in rows]
+
     async def direct_peers(self, user_id: str) -> list[str]:
         rows = await self._db.fetchall(
             "SELECT other.user_id FROM members me "

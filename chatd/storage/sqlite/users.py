@@ -11,7 +11,7 @@ from chatd.storage.sqlite.db import Database
 
 _COLUMNS = (
     "user_id, username, display_name, password_hash, created_at, status_message, "
-    "avatar_media_id, is_admin, banned, last_seen"
+    "avatar_media_id, is_admin, banned, last_seen, group_add"
 )
 _UPDATABLE = frozenset(
     {
@@ -22,12 +22,15 @@ _UPDATABLE = frozenset(
         "is_admin",
         "banned",
         "last_seen",
+        "group_add",
     }
 )
 
 
 def _user(row: tuple[Any, ...]) -> User:
-    return User(*row[:7], is_admin=bool(row[7]), banned=bool(row[8]), last_seen=row[9])
+    return User(
+        *row[:7], is_admin=bool(row[7]), banned=bool(row[8]), last_seen=row[9], group_add=row[10]
+    )
 
 
 def _escape_like(text: str) -> str:
@@ -42,7 +45,7 @@ class SqliteUsers:
         def insert(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    f"INSERT INTO users ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO users ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         user.user_id,
                         user.username.lower(),
@@ -54,6 +57,7 @@ class SqliteUsers:
                         int(user.is_admin),
                         int(user.banned),
                         user.last_seen,
+                        user.group_add,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
