@@ -12,6 +12,7 @@ import aiosqlite
 
 from chatd.core.models import DeviceKeys, Prekey
 from chatd.storage.sqlite.db import Database
+from chatd.storage.sqlite.rows import KEY_COLUMNS, keys_of, placeholders
 
 
 class SqliteKeys:
@@ -31,9 +32,8 @@ class SqliteKeys:
                     "DELETE FROM one_time_prekeys WHERE device_id = ?", (keys.device_id,)
                 )
             await conn.execute(
-                "INSERT OR REPLACE INTO device_keys (device_id, user_id, identity_key, "
-                "signed_key_id, signed_public_key, signed_signature, updated_at) "
-                "VALUES (?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO device_keys ({KEY_COLUMNS}) "
+                f"VALUES ({placeholders(KEY_COLUMNS)})",
                 keys.flat(),
             )
             await conn.executemany(
@@ -46,11 +46,9 @@ class SqliteKeys:
 
     async def get(self, device_id: str) -> DeviceKeys | None:
         row = await self._db.fetchone(
-            "SELECT device_id, user_id, identity_key, signed_key_id, signed_public_key, "
-            "signed_signature, updated_at FROM device_keys WHERE device_id = ?",
-            (device_id,),
+            f"SELECT {KEY_COLUMNS} FROM device_keys WHERE device_id = ?", (device_id,)
         )
-        return DeviceKeys.from_flat(row) if row is not None else None
+        return keys_of(row) if row is not None else None
 
     async def claim(self, device_id: str) -> Prekey | None:
         async def take(conn: aiosqlite.Connection) -> Prekey | None:
