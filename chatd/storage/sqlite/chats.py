@@ -12,7 +12,14 @@ from chatd.core.models import Chat, GroupChange, Member, Message, MessageDraft
 from chatd.core.watermarks import Marks, sent
 from chatd.storage.sqlite.db import Database
 from chatd.storage.sqlite.messages import INSERT_MESSAGE
-from chatd.storage.sqlite.rows import CHAT_COLUMNS, MEMBER_COLUMNS, chat_of, member_of, message_row
+from chatd.storage.sqlite.rows import (
+    CHAT_COLUMNS,
+    MEMBER_COLUMNS,
+    chat_of,
+    member_of,
+    message_row,
+    placeholders,
+)
 
 _SETTINGS = frozenset({"title", "description", "avatar_media_id"})
 
@@ -54,7 +61,8 @@ class SqliteChats:
             if rows:
                 return str(rows[0][0])
             await conn.execute(
-                f"INSERT INTO chats ({CHAT_COLUMNS}, direct_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO chats ({CHAT_COLUMNS}, direct_key) "
+                f"VALUES ({placeholders(CHAT_COLUMNS)},?)",
                 (
                     chat.chat_id,
                     "direct",
@@ -87,7 +95,7 @@ class SqliteChats:
         async def write(conn: aiosqlite.Connection) -> Message:
             now = now_ms()
             await conn.execute(
-                f"INSERT INTO chats ({CHAT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO chats ({CHAT_COLUMNS}) VALUES ({placeholders(CHAT_COLUMNS)})",
                 (
                     chat.chat_id,
                     "group",

@@ -7,7 +7,7 @@ import aiosqlite
 from chatd.core.ids import now_ms
 from chatd.core.models import Device
 from chatd.storage.sqlite.db import Database
-from chatd.storage.sqlite.rows import DEVICE_COLUMNS, device_of
+from chatd.storage.sqlite.rows import DEVICE_COLUMNS, device_of, placeholders
 
 
 class SqliteDevices:
@@ -17,7 +17,8 @@ class SqliteDevices:
     async def create(self, device: Device, token_hash: str) -> None:
         async def insert(conn: aiosqlite.Connection) -> None:
             await conn.execute(
-                f"INSERT INTO devices ({DEVICE_COLUMNS}, token_hash) VALUES (?,?,?,?,?,?,?)",
+                f"INSERT INTO devices ({DEVICE_COLUMNS}, token_hash) "
+                f"VALUES ({placeholders(DEVICE_COLUMNS)},?)",
                 (
                     device.device_id,
                     device.user_id,
