@@ -58,7 +58,7 @@ TABLES = {
     "media": True,
     "device_keys": True,
     "one_time_prekeys": True,
-    "revocations": False,  # the revocation feed: see chatd/storage/scylla/importer.py
+    "revocations": False,  # the revocation feed: see chatd/storage/scylla/importer/
     "schema_migrations": False,
 }
 
