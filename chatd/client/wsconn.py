@@ -13,16 +13,13 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
 from chatd.client.errors import ApiError, code_for_status, error_from_frame, parse_retry_after
 from chatd.client.inbox import EventInbox
-
-if TYPE_CHECKING:
-    from chatd.client.rest import ChatdClient
 
 log = logging.getLogger("chatd.client")
 
@@ -37,6 +34,19 @@ _BACKOFF_CAP = 5.0
 _HELLO_TIMEOUT = 10.0
 _WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
 SEND_ERRORS = (OSError, aiohttp.ClientError, RuntimeError)
+
+
+class Owner(Protocol):
+    """What a session needs of the client that made it (``ChatdClient``): the token
+    and endpoint, its HTTP session, and the set of open sessions it closes on exit."""
+
+    token: str | None
+    _ws_sessions: set[Any]
+
+    @property
+    def ws_url(self) -> str: ...
+
+    def _http(self) -> aiohttp.ClientSession: ...
 
 
 class _Refused(ConnectionError):
@@ -73,7 +83,7 @@ class WsConnection(EventInbox):
 
     def __init__(
         self,
-        client: ChatdClient,
+        client: Owner,
         *,
         auto_delivery_receipts: bool = True,
         reconnect: bool = True,

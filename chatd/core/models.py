@@ -8,7 +8,7 @@ Times are integer milliseconds since the epoch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 ChatKind = Literal["direct", "group"]
@@ -17,6 +17,12 @@ GroupAdd = Literal["everyone", "contacts"]
 GROUP_ADD = ("everyone", "contacts")
 MESSAGE_TYPES = frozenset({"text", "image", "video", "audio", "file"})
 SYSTEM = "system"  # membership and settings changes; written by the server only
+
+
+def columns(record: type) -> str:
+    """The record's field names in order, comma-separated: the column list of a table
+    that stores the record field for field (adapters build records from such rows)."""
+    return ", ".join(f.name for f in fields(record))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""Progress bars for ``chatd migrate`` (rich, which typer brings along)."""
+"""Where ``chatd migrate`` reports progress: the ``Reporter`` port, a silent one, and
+progress bars (rich, which typer brings along)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -17,6 +18,32 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+
+class Reporter(Protocol):
+    """Where progress goes (a progress bar in the CLI, nothing in tests)."""
+
+    def step(self, name: str, total: int, done: int) -> None: ...
+
+    def advance(self, name: str, count: int) -> None: ...
+
+    def finish(self, name: str) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class Quiet:
+    def step(self, name: str, total: int, done: int) -> None:
+        pass
+
+    def advance(self, name: str, count: int) -> None:
+        pass
+
+    def finish(self, name: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
 
 
 class RateColumn(ProgressColumn):

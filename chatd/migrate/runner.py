@@ -21,53 +21,29 @@ with the same write time and other values would leave either one).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import re
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from chatd.core.errors import ChatdError
+from chatd.migrate.progress import Quiet, Reporter
 from chatd.migrate.source import SourceError, SqliteSource
+
+if TYPE_CHECKING:  # they import the ScyllaDB driver: loaded when a copy starts
+    from chatd.migrate.steps import EpochCache, Step
+    from chatd.storage.scylla.importer.writer import Importer
 
 CHECKPOINT_S = 2.0
 DEFAULT_BATCH = 200
 DEFAULT_CONCURRENCY = 16
-BUCKET = 1_000  # messages per partition: chatd.storage.scylla.common.BUCKET
 
 
 class MigrateError(Exception):
     """The migration cannot go on; the message says why and what to do."""
-
-
-class Reporter(Protocol):
-    """Where progress goes (a progress bar in the CLI, nothing in tests)."""
-
-    def step(self, name: str, total: int, done: int) -> None: ...
-
-    def advance(self, name: str, count: int) -> None: ...
-
-    def finish(self, name: str) -> None: ...
-
-    def note(self, text: str) -> None: ...
-
-
-class Quiet:
-    def step(self, name: str, total: int, done: int) -> None:
-        pass
-
-    def advance(self, name: str, count: int) -> None:
-        pass
-
-    def finish(self, name: str) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
 
 
 # -- where from, where to ---------------------------------------------------------------
@@ -116,122 +92,6 @@ def parse_target(text: str) -> dict[str, Any]:
     return options
 
 
-# -- steps --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str  # also the checkpoint row and the progress bar's label
-    table: str  # the source table counted for the progress bar
-    read: Callable[[SqliteSource, list[Any] | None, int], list[Any]]
-    key: Callable[[Any], list[Any]]
-
-
-STEPS: list[Step] = [
-    Step("users", "users", SqliteSource.users, lambda u: [u.user_id]),
-    Step("devices", "devices", SqliteSource.devices, lambda d: [d[0].device_id]),
-    Step("contacts", "contacts", SqliteSource.contacts, lambda c: [c.user_id, c.contact_id]),
-    Step("invites", "invites", SqliteSource.invites, lambda i: [i[0]]),
-    Step("media", "media", SqliteSource.media, lambda m: [m[0].media_id]),
-    Step("device_keys", "device_keys", SqliteSource.device_keys, lambda k: [k.device_id]),
-    Step("prekeys", "one_time_prekeys", SqliteSource.prekeys, lambda p: [p[0], p[1]]),
-    Step("chats", "chats", SqliteSource.chats, lambda c: [c[0].chat_id]),
-    Step("messages", "messages", SqliteSource.messages, lambda m: [m.chat_id, m.seq]),
-    Step("cursors", "device_cursors", SqliteSource.cursors, lambda c: [c[0], c[1]]),
-]
-
-
-@dataclass(frozen=True)
-class ChatEpochs:
-    """What the sequencer's fence looks like in each bucket of a chat.
-
-    Every system message moved the chat's version by one (a creation to 1), so
-    the version in force after seq s is ``version`` minus the system messages
-    after s; a bucket's epoch is the version after its last seq, and its
-    ``epoch_seq`` the seq of the last system message up to there (0: none).
-    """
-
-    version: int
-    system: list[int]
-
-    def of(self, bucket: int) -> tuple[int, int]:
-        end = (bucket + 1) * BUCKET - 1
-        upto = bisect.bisect_right(self.system, end)
-        epoch = max(0, self.version - (len(self.system) - upto))
-        return epoch, self.system[upto - 1] if upto else 0
-
-
-class EpochCache:
-    """Epoch facts of the chats the message stream is in (it reads chat by chat)."""
-
-    def __init__(self, source: SqliteSource) -> None:
-        self._source = source
-        self._known: OrderedDict[str, ChatEpochs] = OrderedDict()
-
-    async def get(self, chat_id: str) -> ChatEpochs:
-        found = self._known.get(chat_id)
-        if found is None:
-            found = await self._source.run(_chat_epochs, self._source, chat_id)
-            self._known[chat_id] = found
-            if len(self._known) > 256:
-                self._known.popitem(last=False)
-        return found
-
-
-def _chat_epochs(source: SqliteSource, chat_id: str) -> ChatEpochs:
-    found = source.chat(chat_id)
-    if found is None:
-        raise MigrateError(f"messages of chat {chat_id}, which does not exist")
-    chat, _ = found
-    system = source.system_seqs(chat_id) if chat.kind == "group" else []
-    return ChatEpochs(chat.version, system)
-
-
-async def puts_for(step: str, page: Sequence[Any], epochs: EpochCache) -> list[Any]:
-    """The target rows of one page of ``step``."""
-    from chatd.storage.scylla import importer as imp
-
-    out: list[Any] = []
-    if step == "users":
-        for u in page:
-            out += imp.user_puts(u)
-    elif step == "devices":
-        for device, token_hash in page:
-            out += imp.device_puts(device, token_hash)
-    elif step == "contacts":
-        for c in page:
-            out += imp.contact_puts(c)
-    elif step == "invites":
-        for code, uses, expires in page:
-            out += imp.invite_puts(code, uses, expires)
-    elif step == "media":
-        for media, referenced in page:
-            out += imp.media_puts(media, referenced)
-    elif step == "device_keys":
-        for k in page:
-            out += imp.device_key_puts(k)
-    elif step == "prekeys":
-        for device_id, key_id, public in page:
-            out += imp.prekey_puts(device_id, key_id, public)
-    elif step == "chats":
-        for chat, members, direct_key in page:
-            out += imp.chat_puts(chat, members, direct_key)
-    elif step == "messages":
-        buckets: dict[tuple[str, int], None] = {}
-        for m in page:
-            out += imp.message_puts(m)
-            buckets[(m.chat_id, m.seq // BUCKET)] = None
-        for chat_id, bucket in buckets:
-            epoch, epoch_seq = (await epochs.get(chat_id)).of(bucket)
-            out += imp.epoch_puts(chat_id, bucket, epoch, epoch_seq)
-    elif step == "cursors":
-        for device_id, chat_id, seq in page:
-            out += imp.cursor_puts(device_id, chat_id, seq)
-    else:
-        raise ValueError(step)
-    return out
-
-
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -254,7 +114,7 @@ async def migrate(options: Options, reporter: Reporter | None = None) -> Outcome
     """Copy (or resume copying) and verify; the caller turns the report into an exit code."""
     from chatd.migrate.verify import verify
     from chatd.storage.scylla import ScyllaStorage
-    from chatd.storage.scylla.importer import Importer
+    from chatd.storage.scylla.importer.writer import Importer
 
     reporter = reporter or Quiet()
     source = SqliteSource(options.source)
@@ -312,11 +172,13 @@ async def migrate(options: Options, reporter: Reporter | None = None) -> Outcome
 
 async def _copy(
     source: SqliteSource,
-    importer: Any,
+    importer: Importer,
     progress: dict[str, tuple[Any, bool, Any]],
     options: Options,
     reporter: Reporter,
 ) -> None:
+    from chatd.migrate.steps import STEPS, EpochCache
+
     totals = await source.run(source.counts)
     epochs = EpochCache(source)
     for step in STEPS:
@@ -336,13 +198,15 @@ async def _run_step(
     step: Step,
     position: list[Any] | None,
     source: SqliteSource,
-    importer: Any,
+    importer: Importer,
     epochs: EpochCache,
     options: Options,
     reporter: Reporter,
 ) -> None:
     """Pages in key order, ``concurrency`` in flight; the checkpoint follows the
     longest prefix of finished pages."""
+    from chatd.migrate.steps import puts_for
+
     inflight: deque[tuple[list[Any], int, asyncio.Task[None]]] = deque()
     saved_at = time.monotonic()
 
@@ -362,7 +226,7 @@ async def _run_step(
             page = await source.run(step.read, source, position, options.batch_size)
             if not page:
                 break
-            puts = await puts_for(step.name, page, epochs)
+            puts = await puts_for(step, page, epochs)
             position = step.key(page[-1])
             inflight.append((position, len(page), asyncio.create_task(importer.write(puts))))
             await settle(wait_all=False)

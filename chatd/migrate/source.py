@@ -22,6 +22,24 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from chatd.core.models import Chat, Contact, Device, DeviceKeys, Media, Member, Message, User
+from chatd.storage.sqlite.rows import (
+    CHAT_COLUMNS,
+    CONTACT_COLUMNS,
+    DEVICE_COLUMNS,
+    KEY_COLUMNS,
+    MEDIA_COLUMNS,
+    MEMBER_COLUMNS,
+    MESSAGE_COLUMNS,
+    USER_COLUMNS,
+    chat_of,
+    contact_of,
+    device_of,
+    keys_of,
+    media_of,
+    member_of,
+    message_of,
+    user_of,
+)
 
 T = TypeVar("T")
 DB_NAME = "chatd.sqlite3"
@@ -40,32 +58,9 @@ TABLES = {
     "media": True,
     "device_keys": True,
     "one_time_prekeys": True,
-    "revocations": False,  # the revocation feed: see chatd/storage/scylla/importer.py
+    "revocations": False,  # the revocation feed: see chatd/storage/scylla/importer/
     "schema_migrations": False,
 }
-
-USER = (
-    "user_id, username, display_name, password_hash, created_at, status_message, "
-    "avatar_media_id, is_admin, banned, last_seen, group_add"
-)
-DEVICE = "device_id, user_id, name, created_at, expires_at, revoked_at, token_hash"
-CHAT = (
-    "chat_id, kind, created_at, title, description, avatar_media_id, created_by, last_seq, "
-    "last_activity, version, direct_key"
-)
-MEMBER = "chat_id, user_id, role, joined_at, joined_seq, delivered_seq, read_seq, left_seq"
-MESSAGE = (
-    "message_id, chat_id, seq, sender_id, sender_device_id, type, content, client_msg_id, "
-    "created_at, media_id, reply_to"
-)
-MEDIA = (
-    "media_id, uploader_id, sha256, mime_type, size, created_at, filename, width, height, "
-    "duration_ms, thumbnail_sha256, thumbnail_mime, thumbnail_size"
-)
-KEYS = (
-    "device_id, user_id, identity_key, signed_key_id, signed_public_key, signed_signature, "
-    "updated_at"
-)
 
 
 class SourceError(Exception):
@@ -185,28 +180,26 @@ class SqliteSource:
 
     def users(self, after: list[Any] | None, limit: int) -> list[User]:
         rows = self._rows(
-            f"SELECT {USER} FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?",
+            f"SELECT {USER_COLUMNS} FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?",
             (_one(after), limit),
         )
-        return [
-            User(*r[:7], is_admin=bool(r[7]), banned=bool(r[8]), last_seen=r[9], group_add=r[10])
-            for r in rows
-        ]
+        return [user_of(r) for r in rows]
 
     def devices(self, after: list[Any] | None, limit: int) -> list[tuple[Device, str]]:
         rows = self._rows(
-            f"SELECT {DEVICE} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?",
+            f"SELECT {DEVICE_COLUMNS}, token_hash FROM devices WHERE device_id > ? "
+            "ORDER BY device_id LIMIT ?",
             (_one(after), limit),
         )
-        return [(Device(*r[:6]), r[6]) for r in rows]
+        return [(device_of(r), r[-1]) for r in rows]
 
     def contacts(self, after: list[Any] | None, limit: int) -> list[Contact]:
         rows = self._rows(
-            "SELECT user_id, contact_id, name, created_at FROM contacts "
+            f"SELECT {CONTACT_COLUMNS} FROM contacts "
             "WHERE (user_id, contact_id) > (?, ?) ORDER BY user_id, contact_id LIMIT ?",
             (*_two(after), limit),
         )
-        return [Contact(*r) for r in rows]
+        return [contact_of(r) for r in rows]
 
     def invites(self, after: list[Any] | None, limit: int) -> list[tuple[str, int, int | None]]:
         rows = self._rows(
@@ -219,31 +212,32 @@ class SqliteSource:
         self, after: list[Any] | None, limit: int
     ) -> list[tuple[Chat, list[Member], str | None]]:
         rows = self._rows(
-            f"SELECT {CHAT} FROM chats WHERE chat_id > ? ORDER BY chat_id LIMIT ?",
+            f"SELECT {CHAT_COLUMNS}, direct_key FROM chats WHERE chat_id > ? "
+            "ORDER BY chat_id LIMIT ?",
             (_one(after), limit),
         )
         members = self.members([r[0] for r in rows])
-        return [(Chat(*r[:10]), members.get(r[0], []), r[10]) for r in rows]
+        return [(chat_of(r), members.get(r[0], []), r[-1]) for r in rows]
 
     def members(self, chat_ids: Sequence[str]) -> dict[str, list[Member]]:
         out: dict[str, list[Member]] = {}
         for start in range(0, len(chat_ids), 500):
             chunk = chat_ids[start : start + 500]
             for r in self._rows(
-                f"SELECT {MEMBER} FROM members WHERE chat_id IN ({','.join('?' * len(chunk))}) "
-                "ORDER BY chat_id, user_id",
+                f"SELECT {MEMBER_COLUMNS} FROM members "
+                f"WHERE chat_id IN ({','.join('?' * len(chunk))}) ORDER BY chat_id, user_id",
                 chunk,
             ):
-                out.setdefault(r[0], []).append(Member(*r))
+                out.setdefault(r[0], []).append(member_of(r))
         return out
 
     def messages(self, after: list[Any] | None, limit: int) -> list[Message]:
         rows = self._rows(
-            f"SELECT {MESSAGE} FROM messages WHERE (chat_id, seq) > (?, ?) "
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE (chat_id, seq) > (?, ?) "
             "ORDER BY chat_id, seq LIMIT ?",
             (*_two(after, 0), limit),
         )
-        return [Message(*r) for r in rows]
+        return [message_of(r) for r in rows]
 
     def cursors(self, after: list[Any] | None, limit: int) -> list[tuple[str, str, int]]:
         rows = self._rows(
@@ -256,19 +250,19 @@ class SqliteSource:
     def media(self, after: list[Any] | None, limit: int) -> list[tuple[Media, bool]]:
         """Records with whether a message carries them (the store's ``referenced``)."""
         rows = self._rows(
-            f"SELECT {MEDIA}, referenced != 0 OR EXISTS "
+            f"SELECT {MEDIA_COLUMNS}, referenced != 0 OR EXISTS "
             "(SELECT 1 FROM messages m WHERE m.media_id = media.media_id) "
             "FROM media WHERE media_id > ? ORDER BY media_id LIMIT ?",
             (_one(after), limit),
         )
-        return [(Media(*r[:13]), bool(r[13])) for r in rows]
+        return [(media_of(r), bool(r[-1])) for r in rows]
 
     def device_keys(self, after: list[Any] | None, limit: int) -> list[DeviceKeys]:
         rows = self._rows(
-            f"SELECT {KEYS} FROM device_keys WHERE device_id > ? ORDER BY device_id LIMIT ?",
+            f"SELECT {KEY_COLUMNS} FROM device_keys WHERE device_id > ? ORDER BY device_id LIMIT ?",
             (_one(after), limit),
         )
-        return [DeviceKeys.from_flat(r) for r in rows]
+        return [keys_of(r) for r in rows]
 
     def prekeys(self, after: list[Any] | None, limit: int) -> list[tuple[str, int, str]]:
         rows = self._rows(
@@ -292,10 +286,10 @@ class SqliteSource:
     # -- one chat, for epochs and verification -------------------------------------------
 
     def chat(self, chat_id: str) -> tuple[Chat, list[Member]] | None:
-        rows = self._rows(f"SELECT {CHAT} FROM chats WHERE chat_id = ?", (chat_id,))
+        rows = self._rows(f"SELECT {CHAT_COLUMNS} FROM chats WHERE chat_id = ?", (chat_id,))
         if not rows:
             return None
-        return Chat(*rows[0][:10]), self.members([chat_id]).get(chat_id, [])
+        return chat_of(rows[0]), self.members([chat_id]).get(chat_id, [])
 
     def system_seqs(self, chat_id: str) -> list[int]:
         """Seqs of the chat's system messages: each one moved the chat's version by one."""
@@ -307,10 +301,11 @@ class SqliteSource:
 
     def chat_messages(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
         rows = self._rows(
-            f"SELECT {MESSAGE} FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
             (chat_id, after_seq, limit),
         )
-        return [Message(*r) for r in rows]
+        return [message_of(r) for r in rows]
 
     def chat_ids(self, after: str, limit: int) -> list[str]:
         rows = self._rows(

@@ -26,8 +26,14 @@ from typing import Any
 
 import orjson
 
-from chatd.migrate.runner import BUCKET, STEPS, EpochCache, Reporter, puts_for
+from chatd.migrate.progress import Reporter
 from chatd.migrate.source import SqliteSource
+from chatd.migrate.steps import STEPS, EpochCache, puts_for
+from chatd.storage.scylla.common import BUCKET
+from chatd.storage.scylla.importer.images import Image, images
+from chatd.storage.scylla.importer.records import message_puts
+from chatd.storage.scylla.importer.tables import TABLES
+from chatd.storage.scylla.importer.writer import Importer
 
 MASK = (1 << 128) - 1
 PAGE = 1000
@@ -72,10 +78,8 @@ class Tally:
         self.rows: dict[tuple[str, bool, str], list[int]] = {}
         self.shared: dict[str, set[int]] = {}
 
-    def add(self, images: Iterable[Any]) -> None:
-        from chatd.storage.scylla.importer import TABLES
-
-        for image in images:
+    def add(self, rows: Iterable[Image]) -> None:
+        for image in rows:
             spec = TABLES[image.table]
             if not spec.scan:
                 continue
@@ -92,10 +96,8 @@ class Tally:
 
 
 async def verify(
-    source: SqliteSource, importer: Any, concurrency: int, reporter: Reporter
+    source: SqliteSource, importer: Importer, concurrency: int, reporter: Reporter
 ) -> Report:
-    from chatd.storage.scylla.importer import TABLES, images
-
     report = Report()
     expected, found = Tally(), Tally()
     epochs = EpochCache(source)
@@ -109,13 +111,15 @@ async def verify(
             page = await source.run(step.read, source, position, PAGE)
             if not page:
                 break
-            expected.add(images(await puts_for(step.name, page, epochs)))
+            expected.add(images(await puts_for(step, page, epochs)))
             position = step.key(page[-1])
             reporter.advance("verify: expected rows", len(page))
     reporter.finish("verify: expected rows")
 
     reporter.step("verify: chats", counts["chats"], 0)
-    target_messages = await _check_chats(source, importer, expected, report, concurrency, reporter)
+    target_messages = await _check_chats(
+        source, importer, epochs, expected, report, concurrency, reporter
+    )
     reporter.finish("verify: chats")
 
     scanned = [name for name, spec in TABLES.items() if spec.scan]
@@ -135,7 +139,8 @@ async def verify(
 
 async def _check_chats(
     source: SqliteSource,
-    importer: Any,
+    importer: Importer,
+    epochs: EpochCache,
     expected: Tally,
     report: Report,
     concurrency: int,
@@ -149,7 +154,7 @@ async def _check_chats(
     async def one(chat_id: str) -> None:
         nonlocal total
         async with slots:
-            problems, count = await _check_chat(source, importer, chat_id, expected)
+            problems, count = await _check_chat(source, importer, epochs, chat_id, expected)
             report.problems += problems
             total += count
             report.chats += 1
@@ -164,11 +169,8 @@ async def _check_chats(
 
 
 async def _check_chat(
-    source: SqliteSource, importer: Any, chat_id: str, expected: Tally
+    source: SqliteSource, importer: Importer, epochs: EpochCache, chat_id: str, expected: Tally
 ) -> tuple[list[str], int]:
-    from chatd.migrate.runner import _chat_epochs
-    from chatd.storage.scylla.importer import images, message_puts
-
     store = importer.storage
     problems: list[str] = []
     found = await source.run(source.chat, chat_id)
@@ -217,7 +219,7 @@ async def _check_chat(
 
     # The sequencer's fence in every bucket: what the next append will be checked against.
     if chat.last_seq:
-        facts = await source.run(_chat_epochs, source, chat_id)
+        facts = await epochs.get(chat_id)
         buckets = list(range(chat.last_seq // BUCKET + 1))
         for bucket, got in zip(buckets, await importer.epochs(chat_id, buckets), strict=True):
             want = facts.of(bucket)

@@ -392,7 +392,7 @@ async def test_a_migrated_chatd_shows_and_continues_the_same_state(
 async def test_an_interrupted_migration_resumes_without_doubling(
     cassandra, keyspace, source, monkeypatch
 ):
-    from chatd.storage.scylla.importer import Importer
+    from chatd.storage.scylla.importer.writer import Importer
 
     data_dir, _ = source
     monkeypatch.setattr(runner, "CHECKPOINT_S", 0.0)  # a checkpoint after every page
@@ -548,18 +548,19 @@ def test_parse_target():
 
 
 def test_epochs_follow_the_system_messages():
-    facts = runner.ChatEpochs(version=5, system=[1, 1052, 1053, 1054, 1055])
+    steps = pytest.importorskip("chatd.migrate.steps")
+    facts = steps.ChatEpochs(version=5, system=[1, 1052, 1053, 1054, 1055])
     assert facts.of(0) == (1, 1)
     assert facts.of(1) == (5, 1055)
     assert facts.of(2) == (5, 1055)
-    assert runner.ChatEpochs(0, []).of(3) == (0, 0)
+    assert steps.ChatEpochs(0, []).of(3) == (0, 0)
 
 
 async def test_the_importer_knows_every_table_and_column(cassandra, keyspace):
     """A table or column added to the ScyllaDB schema must be handled by the importer
     (or listed as not imported), or migrations would silently leave it empty."""
     from chatd.storage.scylla import ScyllaStorage
-    from chatd.storage.scylla.importer import NOT_IMPORTED, TABLES
+    from chatd.storage.scylla.importer.tables import NOT_IMPORTED, TABLES
 
     store = ScyllaStorage(None, **runner.parse_target(target_url(cassandra, keyspace)))
     await store.open()
@@ -595,9 +596,3 @@ async def test_the_source_reader_knows_every_sqlite_table(tmp_path):
             if not r[0].startswith("sqlite_")
         }
     assert names == set(TABLES)
-
-
-def test_the_runner_buckets_messages_as_the_adapter_does():
-    """The runner keeps its own copy of the bucket size (it imports without the driver)."""
-    common = pytest.importorskip("chatd.storage.scylla.common")
-    assert runner.BUCKET == common.BUCKET

@@ -3,6 +3,11 @@
 Written in partitions, keys and watermarks, never joins, so a wide-column store
 (ScyllaDB) implements them as directly as SQLite does. Unless a method says so,
 a write is durable when its awaitable returns: the caller may acknowledge it.
+
+The watermark rules the stores keep (only rising; the sender has read what it
+wrote; the sending device's cursor and its gap rule; which chats are pending)
+are functions of ``chatd.core.watermarks``: an adapter computes with those and
+only stores the results, so every backend applies the same rules.
 """
 
 from __future__ import annotations
@@ -100,7 +105,10 @@ class ChatStore(Protocol):
     async def create_group(
         self, chat: Chat, members: Sequence[Member], system: MessageDraft
     ) -> Message:
-        """Store a new group, its members and its first (system) message, atomically."""
+        """Store a new group, its members and its first (system) message, atomically.
+
+        The system message is the actor's (``system.sender_id``): as with any
+        append, the actor's watermarks rise to it."""
 
     async def change_group(self, change: GroupChange) -> Message:
         """Apply ``change`` and append its system message, atomically.
@@ -109,6 +117,7 @@ class ChatStore(Protocol):
         ``change.expected_version`` (someone else changed the group first):
         nothing is written, and the caller re-reads and tries again. Roles of
         ``add`` users start as "member"; ``roles`` apply after adds and removes.
+        The actor's watermarks rise to the system message, as with any append.
         """
 
     async def get(self, chat_id: str) -> Chat | None: ...
@@ -144,7 +153,11 @@ class MessageStore(Protocol):
         """The durability point of a message.
 
         Assigns the chat's next ``seq`` (no gaps, no duplicates) and a time-sortable
-        ``message_id``; raises the sender's own watermarks to it. Idempotent on
+        ``message_id``. The sender has read and received what it wrote: its own
+        watermarks rise to the seq (``watermarks.sent``; ``Appended`` reports them
+        as they were just before). The sending device has its own message: its
+        cursor moves to the seq only if it had everything up to seq - 1
+        (``watermarks.cursor_after_send``), so a replay never skips a gap. Idempotent on
         ``(sender_id, client_msg_id)``: a repeat returns the first message with
         ``created=False`` and stores nothing. Raises ``not_found`` if the sender
         is not a current member of the chat when the message is numbered, so a
@@ -174,12 +187,20 @@ class ReceiptStore(Protocol):
     async def advance(self, moves: Sequence[WatermarkMove]) -> list[WatermarkResult | None]:
         """Raise watermarks; never lowers one. ``read`` also raises ``delivered``.
 
-        Returns, per move, the member's watermarks before and after (None if the
-        user is not a member). A device watermark is raised with its member's.
+        Moves apply in order (``watermarks.apply_move``). Returns, per move, the
+        member's watermarks before and after (None if the user is not a member).
+        A move naming a device also raises that device's cursor in the chat to
+        ``delivered_seq`` (``watermarks.acked_cursors``); cursors never fall either.
         """
 
     async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
-        """Chats in which the device has not acknowledged every message."""
+        """Chats in which the device has not acknowledged every message, least
+        recently active first (``watermarks.pending_chats``).
+
+        Each spans from the later of the user's join and the device's cursor to the
+        chat's last seq, or to where the user left; a chat with nothing in that
+        span is not listed. A past member's chats count too, up to its leaving.
+        """
 
 
 class MediaStore(Protocol):

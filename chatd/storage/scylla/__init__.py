@@ -153,6 +153,16 @@ class ScyllaStorage:
         self.messages.sequencer = seq
         group_store.sequencer = seq
 
+    @property
+    def cql(self) -> Cql:
+        """The bridge to this store's session (prepared statements, in-flight limit,
+        consistency), for tools that write the keyspace in bulk (``chatd migrate``)."""
+        return self._cql
+
+    @property
+    def keyspace(self) -> str:
+        return self._keyspace
+
     async def aclose(self) -> None:
         await self._cql.gate.close()
         await self._shutdown()

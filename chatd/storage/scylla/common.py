@@ -9,7 +9,7 @@ from typing import Any
 from cassandra.query import UNSET_VALUE
 
 from chatd.core.ids import new_id
-from chatd.core.models import Message, MessageDraft
+from chatd.core.models import Message, MessageDraft, columns
 
 #: Messages per partition: (chat_id, seq // BUCKET). 1,000 keeps the largest
 #: possible partition (every message at the 64 KiB limit) at 64 MiB, and a
@@ -18,10 +18,7 @@ from chatd.core.models import Message, MessageDraft
 BUCKET = 1_000
 MAX_BUCKET = 2**31 - 1
 
-MESSAGE_COLUMNS = (
-    "message_id, chat_id, seq, sender_id, sender_device_id, type, content, client_msg_id, "
-    "created_at, media_id, reply_to"
-)
+MESSAGE_COLUMNS = columns(Message)  # the table's other columns: bucket, change, epoch
 
 
 def bucket_of(seq: int) -> int:

@@ -23,6 +23,7 @@ import time
 from chatd.core.errors import ChatdError
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Appended, Message, MessageDraft
+from chatd.core.watermarks import cursor_after_send
 from chatd.storage.scylla import marks
 from chatd.storage.scylla.bridge import Cql, Row, unavailable
 from chatd.storage.scylla.common import (
@@ -111,8 +112,10 @@ class ScyllaMessages:
         message = await entry.future
         if not entry.created or entry.previous is None:
             return Appended(message, created=entry.created)
-        read, delivered = entry.previous
-        return Appended(message, True, previous_read_seq=read, previous_delivered_seq=delivered)
+        before = entry.previous
+        return Appended(
+            message, True, previous_read_seq=before.read, previous_delivered_seq=before.delivered
+        )
 
     async def _claim_key(self, entry: Entry) -> bool:
         """True if this append owns its key; False if it was handed to ``_follow``."""
@@ -267,17 +270,19 @@ class ScyllaMessages:
 
     async def numbered(self, chat_id: str, pairs: list[tuple[Entry, Message]]) -> None:
         """Stored: move device cursors (in order, here), then write the rest and answer."""
+        cursors: dict[str, int] = {}
         moved: dict[str, int] = {}
         for _, m in pairs:
             device = m.sender_device_id
-            known = moved.get(device)
-            if known is None:
+            cursor = cursors.get(device)
+            if cursor is None:
                 try:
-                    known = await self._cursors.get(device, chat_id)
+                    cursor = await self._cursors.get(device, chat_id)
                 except ChatdError:
                     continue  # unknown cursor: leave it (the device gets a replay)
-            if known == m.seq - 1:
-                moved[device] = m.seq
+            cursors[device] = cursor_after_send(cursor, m.seq)
+            if cursors[device] != cursor:
+                moved[device] = cursors[device]
                 self._cursors.raised(device, chat_id, m.seq)
         self._spawn(self._finish(chat_id, pairs, moved))
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chatd.core.models import PendingChat, WatermarkMove, WatermarkResult
+from chatd.core.watermarks import Marks, Position, acked_cursors, apply_move, pending_chats
 from chatd.storage.scylla import marks
 from chatd.storage.scylla.bridge import Cql, gather_limited
 from chatd.storage.scylla.common import or_zero
@@ -64,13 +65,13 @@ class ScyllaReceipts:
     async def _apply(self, batch: list[_Op]) -> None:
         keys = list(dict.fromkeys((m.chat_id, m.user_id) for ms, _ in batch for m in ms))
         rows = await gather_limited([self._cql.one("receipts.member", k) for k in keys])
-        current: dict[tuple[str, str], list[int]] = {
-            k: [or_zero(r.delivered_seq), or_zero(r.read_seq)]
+        current: dict[tuple[str, str], Marks] = {
+            k: Marks(or_zero(r.delivered_seq), or_zero(r.read_seq))
             for k, r in zip(keys, rows, strict=True)
             if r is not None and r.role is not None
         }
-        start = {k: list(v) for k, v in current.items()}
-        cursors: dict[tuple[str, str], int] = {}
+        start = dict(current)
+        applied: list[WatermarkMove] = []
         answers = []
         for moves, _ in batch:
             results: list[WatermarkResult | None] = []
@@ -80,22 +81,18 @@ class ScyllaReceipts:
                 if mark is None:
                     results.append(None)
                     continue
-                delivered, read = mark
-                new_read = max(read, move.read_seq)
-                new_delivered = max(delivered, move.delivered_seq, new_read)
-                current[key] = [new_delivered, new_read]
-                if move.device_id is not None and move.delivered_seq > 0:
-                    ck = (move.device_id, move.chat_id)
-                    cursors[ck] = max(cursors.get(ck, 0), move.delivered_seq)
-                results.append(WatermarkResult(delivered, new_delivered, read, new_read))
+                current[key], result = apply_move(mark, move)
+                applied.append(move)
+                results.append(result)
             answers.append(results)
+        cursors = acked_cursors(applied)
         writes: list[tuple[Any, Sequence[Any]]] = []
         for key, (delivered, read) in current.items():
             before = start[key]
             items = []
-            if delivered > before[0]:
+            if delivered > before.delivered:
                 items.append(("marks.delivered", (delivered, delivered, *key)))
-            if read > before[1]:
+            if read > before.read:
                 items.append(("marks.read", (read, read, *key)))
             if items:
                 writes.append((self._cql.batch(items), ()))
@@ -117,16 +114,17 @@ class ScyllaReceipts:
         states = await gather_limited(
             [self._cql.one("receipts.state", (chat_id, user_id)) for chat_id in chats]
         )
-        found: list[tuple[int, PendingChat]] = []
-        for chat_id, row in zip(chats, states, strict=True):
-            if row is None or row.role is None:
-                continue
-            last_seq = or_zero(row.last_seq)
-            if row.left_seq is not None:
-                last_seq = min(last_seq, int(row.left_seq))
-            after = max(or_zero(row.joined_seq), cursors.get(chat_id, 0))
-            if last_seq > after:
-                activity = row.last_activity if row.last_activity is not None else row.created_at
-                found.append((or_zero(activity), PendingChat(chat_id, after, last_seq)))
-        found.sort(key=lambda item: item[0])
-        return [p for _, p in found]
+        return pending_chats(
+            Position(
+                chat_id,
+                joined_seq=or_zero(row.joined_seq),
+                left_seq=None if row.left_seq is None else int(row.left_seq),
+                last_seq=or_zero(row.last_seq),
+                last_activity=or_zero(
+                    row.last_activity if row.last_activity is not None else row.created_at
+                ),
+                cursor=cursors.get(chat_id, 0),
+            )
+            for chat_id, row in zip(chats, states, strict=True)
+            if row is not None and row.role is not None
+        )

@@ -33,6 +33,7 @@ from typing import Any
 from chatd.core.errors import ChatdError, StaleVersion, not_found
 from chatd.core.ids import now_ms
 from chatd.core.models import Message, MessageDraft
+from chatd.core.watermarks import Marks, sent
 from chatd.storage.scylla.bridge import Cql, LwtResult, unavailable
 from chatd.storage.scylla.common import (
     BUCKET,
@@ -87,7 +88,7 @@ class Entry:
     owner: str | None = None  # the idempotency key this append holds
     created: bool = True  # False when the future got an earlier message (a repeat)
     numbered: bool = False  # stored: only its own follow-up may answer it now
-    previous: tuple[int, int] | None = None  # sender's (read, delivered) before it
+    previous: Marks | None = None  # the sender's watermarks before it
 
     @property
     def size(self) -> int:
@@ -107,7 +108,7 @@ class ChatState:
     task: asyncio.Task[None] | None = None
     version: int | None = None  # the version ``members`` was read at
     members: dict[str, bool] = field(default_factory=dict)  # sender -> current member
-    marks: dict[str, tuple[int, int]] = field(default_factory=dict)  # sender -> (read, delivered)
+    marks: dict[str, Marks] = field(default_factory=dict)  # sender -> its watermarks
     next: int | None = None  # a seq whose predecessor exists
     prev_id: str | None = None  # message_id at next - 1, when known
     ready_bucket: int | None = None  # a bucket whose epoch is known to be set
@@ -216,8 +217,8 @@ class Sequencer:
                     entries = entries[len(chunk) :]
                     for entry, m in zip(chunk, messages, strict=True):
                         entry.numbered = True
-                        read, delivered = entry.previous = st.marks.get(m.sender_id, (0, 0))
-                        st.marks[m.sender_id] = (max(read, m.seq), max(delivered, m.seq))
+                        entry.previous = st.marks.get(m.sender_id, Marks())
+                        st.marks[m.sender_id] = sent(entry.previous, m.seq)
                     await self._settle(st, chunk, messages, version)
                     continue
                 if not result.rows:  # verified as not ours: re-read where the chat is
@@ -258,7 +259,7 @@ class Sequencer:
             for row in rows:
                 if row.version is not None and int(row.version) == st.version:
                     st.members[row.user_id] = row.role is not None and row.left_seq is None
-                    st.marks[row.user_id] = (or_zero(row.read_seq), or_zero(row.delivered_seq))
+                    st.marks[row.user_id] = Marks(or_zero(row.delivered_seq), or_zero(row.read_seq))
                 if row.last_seq is not None:
                     st.hint = max(st.hint, int(row.last_seq))
         keep = []

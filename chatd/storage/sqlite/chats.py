@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from chatd.core.errors import ChatdError, StaleVersion
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Chat, GroupChange, Member, Message, MessageDraft
+from chatd.core.watermarks import Marks, sent
 from chatd.storage.sqlite.db import Database
-from chatd.storage.sqlite.messages import INSERT_MESSAGE, message_row
-
-_CHAT = (
-    "chat_id, kind, created_at, title, description, avatar_media_id, created_by, last_seq, "
-    "last_activity, version"
+from chatd.storage.sqlite.messages import INSERT_MESSAGE
+from chatd.storage.sqlite.rows import (
+    CHAT_COLUMNS,
+    MEMBER_COLUMNS,
+    chat_of,
+    member_of,
+    message_row,
+    placeholders,
+    width,
 )
-_MEMBER = "chat_id, user_id, role, joined_at, joined_seq, delivered_seq, read_seq, left_seq"
+
 _SETTINGS = frozenset({"title", "description", "avatar_media_id"})
-
-
-def _chat(row: tuple[Any, ...]) -> Chat:
-    return Chat(*row)
-
-
-def _member(row: tuple[Any, ...]) -> Member:
-    return Member(*row)
 
 
 def _system_message(draft: MessageDraft, seq: int, now: int) -> Message:
@@ -39,11 +35,16 @@ def _append_system(conn: sqlite3.Connection, message: Message) -> None:
         "UPDATE chats SET last_seq = ?, last_activity = ?, version = version + 1 WHERE chat_id = ?",
         (message.seq, message.created_at, message.chat_id),
     )
-    conn.execute(
-        "UPDATE members SET delivered_seq = max(delivered_seq, ?), read_seq = max(read_seq, ?) "
-        "WHERE chat_id = ? AND user_id = ?",
-        (message.seq, message.seq, message.chat_id, message.sender_id),
-    )
+    rows = conn.execute(
+        "SELECT delivered_seq, read_seq FROM members WHERE chat_id = ? AND user_id = ?",
+        (message.chat_id, message.sender_id),
+    ).fetchall()
+    if rows:
+        marks = sent(Marks(int(rows[0][0]), int(rows[0][1])), message.seq)
+        conn.execute(
+            "UPDATE members SET delivered_seq = ?, read_seq = ? WHERE chat_id = ? AND user_id = ?",
+            (*marks, message.chat_id, message.sender_id),
+        )
 
 
 class SqliteChats:
@@ -58,7 +59,8 @@ class SqliteChats:
             if rows:
                 return str(rows[0][0])
             conn.execute(
-                f"INSERT INTO chats ({_CHAT}, direct_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO chats ({CHAT_COLUMNS}, direct_key) "
+                f"VALUES ({placeholders(CHAT_COLUMNS)},?)",
                 (
                     chat.chat_id,
                     "direct",
@@ -74,7 +76,7 @@ class SqliteChats:
                 ),
             )
             conn.executemany(
-                f"INSERT INTO members ({_MEMBER}) VALUES (?,?,?,?,0,0,0,NULL)",
+                f"INSERT INTO members ({MEMBER_COLUMNS}) VALUES (?,?,?,?,0,0,0,NULL)",
                 [(chat.chat_id, uid, "member", chat.created_at) for uid in {user_a, user_b}],
             )
             return chat.chat_id
@@ -91,7 +93,7 @@ class SqliteChats:
         def write(conn: sqlite3.Connection) -> Message:
             now = now_ms()
             conn.execute(
-                f"INSERT INTO chats ({_CHAT}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO chats ({CHAT_COLUMNS}) VALUES ({placeholders(CHAT_COLUMNS)})",
                 (
                     chat.chat_id,
                     "group",
@@ -106,7 +108,7 @@ class SqliteChats:
                 ),
             )
             conn.executemany(
-                f"INSERT INTO members ({_MEMBER}) VALUES (?,?,?,?,0,0,0,NULL)",
+                f"INSERT INTO members ({MEMBER_COLUMNS}) VALUES (?,?,?,?,0,0,0,NULL)",
                 [(chat.chat_id, m.user_id, m.role, m.joined_at) for m in members],
             )
             message = _system_message(system, 1, now)
@@ -133,7 +135,7 @@ class SqliteChats:
             now = now_ms()
             seq = last_seq + 1
             conn.executemany(
-                f"INSERT INTO members ({_MEMBER}) VALUES (?,?,'member',?,?,?,?,NULL) "
+                f"INSERT INTO members ({MEMBER_COLUMNS}) VALUES (?,?,'member',?,?,?,?,NULL) "
                 "ON CONFLICT (chat_id, user_id) DO UPDATE SET role = 'member', "
                 "joined_at = excluded.joined_at, joined_seq = excluded.joined_seq, "
                 "delivered_seq = max(delivered_seq, excluded.delivered_seq), "
@@ -161,36 +163,39 @@ class SqliteChats:
         return await self._db.job(write)
 
     async def get(self, chat_id: str) -> Chat | None:
-        row = await self._db.fetchone(f"SELECT {_CHAT} FROM chats WHERE chat_id = ?", (chat_id,))
-        return _chat(row) if row else None
+        row = await self._db.fetchone(
+            f"SELECT {CHAT_COLUMNS} FROM chats WHERE chat_id = ?", (chat_id,)
+        )
+        return chat_of(row) if row else None
 
     async def members(self, chat_id: str) -> list[Member]:
         rows = await self._db.fetchall(
-            f"SELECT {_MEMBER} FROM members WHERE chat_id = ? AND left_seq IS NULL "
+            f"SELECT {MEMBER_COLUMNS} FROM members WHERE chat_id = ? AND left_seq IS NULL "
             "ORDER BY joined_at, user_id",
             (chat_id,),
         )
-        return [_member(r) for r in rows]
+        return [member_of(r) for r in rows]
 
     async def member(self, chat_id: str, user_id: str) -> Member | None:
         row = await self._db.fetchone(
-            f"SELECT {_MEMBER} FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)
+            f"SELECT {MEMBER_COLUMNS} FROM members WHERE chat_id = ? AND user_id = ?",
+            (chat_id, user_id),
         )
-        return _member(row) if row else None
+        return member_of(row) if row else None
 
     async def memberships(self, user_id: str) -> list[Member]:
         rows = await self._db.fetchall(
-            f"SELECT {_MEMBER} FROM members WHERE user_id = ?", (user_id,)
+            f"SELECT {MEMBER_COLUMNS} FROM members WHERE user_id = ?", (user_id,)
         )
-        return [_member(r) for r in rows]
+        return [member_of(r) for r in rows]
 
     async def inbox(
         self, user_id: str, limit: int, before: tuple[int, str] | None = None
     ) -> list[tuple[Chat, Member]]:
         # The user's rows of members_by_user, each joined to its chat by key; SQLite
         # keeps only the best ``limit`` while it sorts (no Python object per chat).
-        chat_cols = ", ".join(f"c.{c.strip()}" for c in _CHAT.split(","))
-        member_cols = ", ".join(f"m.{c.strip()}" for c in _MEMBER.split(","))
+        chat_cols = ", ".join(f"c.{c.strip()}" for c in CHAT_COLUMNS.split(","))
+        member_cols = ", ".join(f"m.{c.strip()}" for c in MEMBER_COLUMNS.split(","))
         below = "AND (c.last_activity, c.chat_id) < (?, ?) " if before else ""
         rows = await self._db.fetchall(
             f"SELECT {chat_cols}, {member_cols} FROM members m "
@@ -199,8 +204,8 @@ class SqliteChats:
             "ORDER BY c.last_activity DESC, c.chat_id DESC LIMIT ?",
             (user_id, *(before or ()), limit),
         )
-        width = len(_CHAT.split(","))
-        return [(_chat(r[:width]), _member(r[width:])) for r in rows]
+        split = width(CHAT_COLUMNS)
+        return [(chat_of(r[:split]), member_of(r[split:])) for r in rows]
 
     async def direct_peers(self, user_id: str) -> list[str]:
         rows = await self._db.fetchall(

@@ -6,6 +6,7 @@ import sqlite3
 
 from chatd.core.models import Contact
 from chatd.storage.sqlite.db import Database
+from chatd.storage.sqlite.rows import CONTACT_COLUMNS, contact_of, placeholders
 
 
 class SqliteContacts:
@@ -15,7 +16,8 @@ class SqliteContacts:
     async def put(self, contact: Contact) -> None:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO contacts (user_id, contact_id, name, created_at) VALUES (?,?,?,?) "
+                f"INSERT INTO contacts ({CONTACT_COLUMNS}) "
+                f"VALUES ({placeholders(CONTACT_COLUMNS)}) "
                 "ON CONFLICT (user_id, contact_id) DO UPDATE SET name = excluded.name",
                 (contact.user_id, contact.contact_id, contact.name, contact.created_at),
             )
@@ -33,11 +35,10 @@ class SqliteContacts:
 
     async def list_for_user(self, user_id: str) -> list[Contact]:
         rows = await self._db.fetchall(
-            "SELECT user_id, contact_id, name, created_at FROM contacts WHERE user_id = ? "
-            "ORDER BY created_at",
+            f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE user_id = ? ORDER BY created_at",
             (user_id,),
         )
-        return [Contact(*r) for r in rows]
+        return [contact_of(r) for r in rows]
 
     async def watchers(self, contact_id: str) -> list[str]:
         rows = await self._db.fetchall(

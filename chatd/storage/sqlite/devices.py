@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from chatd.core.ids import now_ms
 from chatd.core.models import Device
 from chatd.storage.sqlite.db import Database
-
-_COLUMNS = "device_id, user_id, name, created_at, expires_at, revoked_at"
-
-
-def _device(row: tuple[Any, ...]) -> Device:
-    return Device(*row)
+from chatd.storage.sqlite.rows import DEVICE_COLUMNS, device_of, placeholders
 
 
 class SqliteDevices:
@@ -23,7 +17,8 @@ class SqliteDevices:
     async def create(self, device: Device, token_hash: str) -> None:
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO devices ({_COLUMNS}, token_hash) VALUES (?,?,?,?,?,?,?)",
+                f"INSERT INTO devices ({DEVICE_COLUMNS}, token_hash) "
+                f"VALUES ({placeholders(DEVICE_COLUMNS)},?)",
                 (
                     device.device_id,
                     device.user_id,
@@ -39,17 +34,17 @@ class SqliteDevices:
 
     async def by_token(self, token_hash: str) -> Device | None:
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM devices WHERE token_hash = ?", (token_hash,)
+            f"SELECT {DEVICE_COLUMNS} FROM devices WHERE token_hash = ?", (token_hash,)
         )
-        return _device(row) if row else None
+        return device_of(row) if row else None
 
     async def list_for_user(self, user_id: str) -> list[Device]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM devices WHERE user_id = ? AND revoked_at IS NULL "
+            f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ? AND revoked_at IS NULL "
             "ORDER BY created_at",
             (user_id,),
         )
-        return [_device(r) for r in rows]
+        return [device_of(r) for r in rows]
 
     async def revoke(self, device_id: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from chatd.core.models import DeviceKeys, Prekey
 from chatd.core.prekeys import prekeys_to_add
 from chatd.storage.sqlite.db import Database
+from chatd.storage.sqlite.rows import KEY_COLUMNS, keys_of
 
 
 class SqliteKeys:
@@ -51,11 +52,9 @@ class SqliteKeys:
 
     async def get(self, device_id: str) -> DeviceKeys | None:
         row = await self._db.fetchone(
-            "SELECT device_id, user_id, identity_key, signed_key_id, signed_public_key, "
-            "signed_signature, updated_at FROM device_keys WHERE device_id = ?",
-            (device_id,),
+            f"SELECT {KEY_COLUMNS} FROM device_keys WHERE device_id = ?", (device_id,)
         )
-        return DeviceKeys.from_flat(row) if row is not None else None
+        return keys_of(row) if row is not None else None
 
     async def claim(self, device_id: str) -> Prekey | None:
         def take(conn: sqlite3.Connection) -> Prekey | None:

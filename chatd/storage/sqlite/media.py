@@ -9,20 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from chatd.core.models import Media, MediaRef
 from chatd.storage.sqlite.db import Database
-
-_COLUMNS = (
-    "media_id, uploader_id, sha256, mime_type, size, created_at, filename, width, height, "
-    "duration_ms, thumbnail_sha256, thumbnail_mime, thumbnail_size"
-)
-_WIDTH = len(_COLUMNS.split(","))
-
-
-def _media(row: tuple[Any, ...]) -> Media:
-    return Media(*row)
+from chatd.storage.sqlite.rows import MEDIA_COLUMNS, media_of, media_row, placeholders
 
 
 class SqliteMedia:
@@ -30,34 +20,20 @@ class SqliteMedia:
         self._db = db
 
     async def create(self, media: Media) -> None:
-        values = (
-            media.media_id,
-            media.uploader_id,
-            media.sha256,
-            media.mime_type,
-            media.size,
-            media.created_at,
-            media.filename,
-            media.width,
-            media.height,
-            media.duration_ms,
-            media.thumbnail_sha256,
-            media.thumbnail_mime,
-            media.thumbnail_size,
-        )
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO media ({_COLUMNS}) VALUES ({','.join('?' * _WIDTH)})", values
+                f"INSERT INTO media ({MEDIA_COLUMNS}) VALUES ({placeholders(MEDIA_COLUMNS)})",
+                media_row(media),
             )
 
         await self._db.job(insert)
 
     async def get(self, media_id: str) -> Media | None:
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM media WHERE media_id = ?", (media_id,)
+            f"SELECT {MEDIA_COLUMNS} FROM media WHERE media_id = ?", (media_id,)
         )
-        return _media(row) if row else None
+        return media_of(row) if row else None
 
     async def get_many(self, media_ids: Sequence[str]) -> dict[str, Media]:
         found: dict[str, Media] = {}
@@ -65,11 +41,12 @@ class SqliteMedia:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = await self._db.fetchall(
-                f"SELECT {_COLUMNS} FROM media WHERE media_id IN ({','.join('?' * len(chunk))})",
+                f"SELECT {MEDIA_COLUMNS} FROM media "
+                f"WHERE media_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
             for row in rows:
-                found[row[0]] = _media(row)
+                found[row[0]] = media_of(row)
         return found
 
     async def references(self, media_id: str, limit: int = 1000) -> list[MediaRef]:
@@ -82,11 +59,11 @@ class SqliteMedia:
 
     async def unreferenced(self, created_before: int, limit: int) -> list[Media]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM media WHERE referenced = 0 AND created_at < ? "
+            f"SELECT {MEDIA_COLUMNS} FROM media WHERE referenced = 0 AND created_at < ? "
             "ORDER BY created_at LIMIT ?",
             (created_before, limit),
         )
-        return [_media(r) for r in rows]
+        return [media_of(r) for r in rows]
 
     async def delete_unreferenced(self, media_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:

@@ -11,35 +11,19 @@ from typing import Any
 from chatd.core.errors import ChatdError
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Appended, Message, MessageDraft
+from chatd.core.watermarks import Marks, cursor_after_send, sent
 from chatd.storage.sqlite.db import Database, WriteOp
-
-_COLUMNS = (
-    "message_id, chat_id, seq, sender_id, sender_device_id, type, content, client_msg_id, "
-    "created_at, media_id, reply_to"
+from chatd.storage.sqlite.rows import (
+    MESSAGE_COLUMNS,
+    message_of,
+    message_row,
+    placeholders,
+    width,
 )
 
-
-def _message(row: tuple[Any, ...]) -> Message:
-    return Message(*row)
-
-
-INSERT_MESSAGE = f"INSERT INTO messages ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-
-
-def message_row(m: Message) -> tuple[Any, ...]:
-    return (
-        m.message_id,
-        m.chat_id,
-        m.seq,
-        m.sender_id,
-        m.sender_device_id,
-        m.type,
-        m.content,
-        m.client_msg_id,
-        m.created_at,
-        m.media_id,
-        m.reply_to,
-    )
+INSERT_MESSAGE = (
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({placeholders(MESSAGE_COLUMNS)})"
+)
 
 
 def _values(n: int, width: int) -> str:
@@ -78,12 +62,12 @@ class AppendBatch:
             chunk = keys[start : start + CHUNK]
             rows = conn.execute(
                 f"WITH k(s, c) AS (VALUES {_values(len(chunk), 2)}) SELECT "
-                + ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
+                + ", ".join(f"m.{c}" for c in MESSAGE_COLUMNS.split(", "))
                 + " FROM k CROSS JOIN messages m ON m.sender_id = k.s AND m.client_msg_id = k.c",
                 [v for key in chunk for v in key],
             ).fetchall()  # repeats only: nearly always no row
             for row in rows:
-                m = _message(row)
+                m = message_of(row)
                 known[(m.sender_id, m.client_msg_id)] = m
         chat_ids = list({d.chat_id for d in drafts})
         last_seq: dict[str, int] = {}
@@ -98,7 +82,7 @@ class AppendBatch:
                 last_seq[chat_id] = int(seq)
         senders = list({(d.chat_id, d.sender_id) for d in drafts})
         # The senders' watermarks as they move through the batch.
-        marks: dict[tuple[str, str], tuple[int, int]] = {}
+        marks: dict[tuple[str, str], Marks] = {}
         for start in range(0, len(senders), CHUNK):
             chunk = senders[start : start + CHUNK]
             for chat_id, user_id, read, delivered in json_rows(
@@ -109,7 +93,7 @@ class AppendBatch:
                 "ON m.chat_id = k.c AND m.user_id = k.u WHERE m.left_seq IS NULL",
                 [v for key in chunk for v in key],
             ):
-                marks[(chat_id, user_id)] = (int(read), int(delivered))
+                marks[(chat_id, user_id)] = Marks(int(delivered), int(read))
         new: list[Message] = []
         now = now_ms()
         for op in ops:
@@ -126,12 +110,12 @@ class AppendBatch:
             message = d.to_message(message_id=new_id(), seq=seq, created_at=now)
             known[key] = message
             new.append(message)
-            read, delivered = marks[(d.chat_id, d.sender_id)]
-            marks[(d.chat_id, d.sender_id)] = (max(read, seq), max(delivered, seq))
-            op.result = Appended(message, True, read, delivered)
+            before = marks[(d.chat_id, d.sender_id)]
+            marks[(d.chat_id, d.sender_id)] = sent(before, seq)
+            op.result = Appended(message, True, before.read, before.delivered)
         if not new:
             return
-        execute_rows(conn, INSERT_ROWS, 11, [message_row(m) for m in new])
+        execute_rows(conn, INSERT_ROWS, width(MESSAGE_COLUMNS), [message_row(m) for m in new])
         carried = list({m.media_id for m in new if m.media_id is not None})
         if carried:  # the media is referenced from now on: retention keeps it
             conn.executemany(
@@ -147,49 +131,52 @@ class AppendBatch:
             [(chat_id, seq, now) for chat_id, seq in chats_moved.items()],
         )
         # The sender has read what it wrote: its unread count stays right.
-        own = {(m.chat_id, m.sender_id): m.seq for m in new}  # the last one wins: the highest
+        own = {(m.chat_id, m.sender_id) for m in new}
         execute_rows(
             conn,
-            "WITH v(c, u, s) AS (VALUES {values}) UPDATE members "
-            "SET delivered_seq = max(members.delivered_seq, v.s), "
-            "read_seq = max(members.read_seq, v.s) "
+            "WITH v(c, u, d, r) AS (VALUES {values}) UPDATE members "
+            "SET delivered_seq = v.d, read_seq = v.r "
             "FROM v WHERE members.chat_id = v.c AND members.user_id = v.u",
-            3,
-            [(chat_id, user_id, seq) for (chat_id, user_id), seq in own.items()],
-        )
-        # The sending device has its own message; move its cursor only when that
-        # leaves no gap, so nothing it has not seen is skipped on replay: from
-        # seq - 1 to the end of the device's unbroken run of seqs in this batch.
-        runs: dict[tuple[str, str], list[int]] = {}
-        for m in new:
-            run = runs.get((m.sender_device_id, m.chat_id))
-            if run is None:
-                runs[(m.sender_device_id, m.chat_id)] = [m.seq, m.seq]
-            elif m.seq == run[1] + 1:
-                run[1] = m.seq
-            # else: a gap, so the cursor cannot move past it in this batch
-        first = [(d, c, end) for (d, c), (start, end) in runs.items() if start == 1]
-        execute_rows(
-            conn,
-            "INSERT OR IGNORE INTO device_cursors (device_id, chat_id, delivered_seq) "
-            "VALUES {values}",
-            3,
-            first,
-        )
-        later = [(d, c, start - 1, end) for (d, c), (start, end) in runs.items() if start > 1]
-        execute_rows(
-            conn,
-            "WITH v(d, c, s, e) AS (VALUES {values}) UPDATE device_cursors "
-            "SET delivered_seq = v.e FROM v WHERE device_cursors.device_id = v.d "
-            "AND device_cursors.chat_id = v.c AND device_cursors.delivered_seq = v.s",
             4,
-            later,
+            [(*key, *marks[key]) for key in own],
         )
+        _move_sender_cursors(conn, new)
+
+
+def _move_sender_cursors(conn: sqlite3.Connection, new: Sequence[Message]) -> None:
+    """The sending devices have their own messages: move their cursors, in seq
+    order, where that leaves no gap (``cursor_after_send``)."""
+    keys = list({(m.sender_device_id, m.chat_id) for m in new})
+    cursors: dict[tuple[str, str], int] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        for device_id, chat_id, seq in json_rows(
+            conn,
+            f"WITH k(d, c) AS (VALUES {_values(len(chunk), 2)}) "
+            "SELECT json_group_array(json_array(dc.device_id, dc.chat_id, dc.delivered_seq)) "
+            "FROM k CROSS JOIN device_cursors dc ON dc.device_id = k.d AND dc.chat_id = k.c",
+            [v for key in chunk for v in key],
+        ):
+            cursors[(device_id, chat_id)] = int(seq)
+    moved: dict[tuple[str, str], int] = {}
+    for m in new:
+        key = (m.sender_device_id, m.chat_id)
+        cursor = cursors.get(key, 0)
+        cursors[key] = cursor_after_send(cursor, m.seq)
+        if cursors[key] != cursor:
+            moved[key] = cursors[key]
+    execute_rows(
+        conn,
+        "INSERT INTO device_cursors (device_id, chat_id, delivered_seq) VALUES {values} "
+        "ON CONFLICT (device_id, chat_id) DO UPDATE SET delivered_seq = excluded.delivered_seq",
+        3,
+        [(d, c, seq) for (d, c), seq in moved.items()],
+    )
 
 
 #: Rows per multi-row statement (at most 11 parameters each: far below SQLite's limit).
 CHUNK = 400
-INSERT_ROWS = f"INSERT INTO messages ({_COLUMNS}) VALUES {{values}}"
+INSERT_ROWS = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {{values}}"
 
 
 def json_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[list[Any]]:
@@ -223,33 +210,34 @@ class SqliteMessages:
 
     async def get(self, chat_id: str, message_id: str) -> Message | None:
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM messages WHERE message_id = ? AND chat_id = ?",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ? AND chat_id = ?",
             (message_id, chat_id),
         )
-        return _message(row) if row else None
+        return message_of(row) if row else None
 
     async def at_seq(self, chat_id: str, seq: int) -> Message | None:
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM messages WHERE chat_id = ? AND seq = ?", (chat_id, seq)
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND seq = ?", (chat_id, seq)
         )
-        return _message(row) if row else None
+        return message_of(row) if row else None
 
     async def before(
         self, chat_id: str, before_seq: int, limit: int, min_seq: int = 0
     ) -> list[Message]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM messages WHERE chat_id = ? AND seq < ? AND seq > ? "
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND seq < ? AND seq > ? "
             "ORDER BY seq DESC LIMIT ?",
             (chat_id, before_seq, min_seq, limit),
         )
-        return [_message(r) for r in rows]
+        return [message_of(r) for r in rows]
 
     async def after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
             (chat_id, after_seq, limit),
         )
-        return [_message(r) for r in rows]
+        return [message_of(r) for r in rows]
 
     async def senders_between(self, chat_id: str, low_seq: int, high_seq: int) -> set[str]:
         rows = await self._db.fetchall(

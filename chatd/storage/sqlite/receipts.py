@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from chatd.core.models import PendingChat, WatermarkMove, WatermarkResult
+from chatd.core.watermarks import Marks, Position, acked_cursors, apply_move, pending_chats
 from chatd.storage.sqlite.db import Database, WriteOp
 from chatd.storage.sqlite.messages import CHUNK, _values, execute_rows, json_rows
 
@@ -29,7 +30,7 @@ class AdvanceBatch:
     def run_sync(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
         moves = [m for op in ops if isinstance(op, AdvanceOp) for m in op.moves]
         keys = list({(m.chat_id, m.user_id) for m in moves})
-        current: dict[tuple[str, str], list[int]] = {}
+        current: dict[tuple[str, str], Marks] = {}
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
             for chat_id, user_id, delivered, read in json_rows(
@@ -39,9 +40,9 @@ class AdvanceBatch:
                 "m.read_seq)) FROM k CROSS JOIN members m ON m.chat_id = k.c AND m.user_id = k.u",
                 [v for key in chunk for v in key],
             ):
-                current[(chat_id, user_id)] = [int(delivered), int(read)]
+                current[(chat_id, user_id)] = Marks(int(delivered), int(read))
         changed: set[tuple[str, str]] = set()
-        cursors: list[tuple[str, str, int]] = []
+        applied: list[WatermarkMove] = []
         for op in ops:
             assert isinstance(op, AdvanceOp)
             results: list[WatermarkResult | None] = []
@@ -51,15 +52,12 @@ class AdvanceBatch:
                 if marks is None:
                     results.append(None)
                     continue
-                delivered, read = marks
-                new_read = max(read, move.read_seq)
-                new_delivered = max(delivered, move.delivered_seq, new_read)
-                if (new_delivered, new_read) != (delivered, read):
-                    current[key] = [new_delivered, new_read]
+                after, result = apply_move(marks, move)
+                if after != marks:
+                    current[key] = after
                     changed.add(key)
-                if move.device_id is not None and move.delivered_seq > 0:
-                    cursors.append((move.device_id, move.chat_id, move.delivered_seq))
-                results.append(WatermarkResult(delivered, new_delivered, read, new_read))
+                applied.append(move)
+                results.append(result)
             op.result = results
         execute_rows(
             conn,
@@ -69,17 +67,14 @@ class AdvanceBatch:
             4,
             [(*key, *current[key]) for key in changed],
         )
-        highest: dict[tuple[str, str], int] = {}
-        for device_id, chat_id, seq in cursors:
-            if seq > highest.get((device_id, chat_id), 0):
-                highest[(device_id, chat_id)] = seq
+        # Cursors are raised without being read: the upsert keeps the higher value.
         execute_rows(
             conn,
             "INSERT INTO device_cursors (device_id, chat_id, delivered_seq) VALUES {values} "
             "ON CONFLICT (device_id, chat_id) DO UPDATE "
             "SET delivered_seq = max(delivered_seq, excluded.delivered_seq)",
             3,
-            [(d, c, seq) for (d, c), seq in highest.items()],
+            [(d, c, seq) for (d, c), seq in acked_cursors(applied).items()],
         )
 
 
@@ -101,13 +96,13 @@ class SqliteReceipts:
 
     async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
         rows = await self._db.fetchall(
-            "SELECT chat_id, after_seq, last_seq FROM ("
-            "  SELECT m.chat_id, max(m.joined_seq, coalesce(dc.delivered_seq, 0)) AS after_seq,"
-            "    min(c.last_seq, coalesce(m.left_seq, c.last_seq)) AS last_seq, c.last_activity"
-            "  FROM members m JOIN chats c ON c.chat_id = m.chat_id"
-            "  LEFT JOIN device_cursors dc ON dc.device_id = ? AND dc.chat_id = m.chat_id"
-            "  WHERE m.user_id = ?"
-            ") WHERE last_seq > after_seq ORDER BY last_activity",
+            "SELECT m.chat_id, m.joined_seq, m.left_seq, c.last_seq, c.last_activity, "
+            "coalesce(dc.delivered_seq, 0) "
+            "FROM members m JOIN chats c ON c.chat_id = m.chat_id "
+            "LEFT JOIN device_cursors dc ON dc.device_id = ? AND dc.chat_id = m.chat_id "
+            "WHERE m.user_id = ?",
             (device_id, user_id),
         )
-        return [PendingChat(r[0], int(r[1]), int(r[2])) for r in rows]
+        return pending_chats(
+            Position(r[0], int(r[1]), r[2], int(r[3]), int(r[4]), int(r[5])) for r in rows
+        )

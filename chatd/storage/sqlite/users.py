@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from chatd.core.errors import ChatdError
 from chatd.core.models import User
 from chatd.storage.sqlite.db import Database
+from chatd.storage.sqlite.rows import USER_COLUMNS, placeholders, user_of, user_row
 
-_COLUMNS = (
-    "user_id, username, display_name, password_hash, created_at, status_message, "
-    "avatar_media_id, is_admin, banned, last_seen, group_add"
-)
 _UPDATABLE = frozenset(
     {
         "display_name",
@@ -27,12 +23,6 @@ _UPDATABLE = frozenset(
 )
 
 
-def _user(row: tuple[Any, ...]) -> User:
-    return User(
-        *row[:7], is_admin=bool(row[7]), banned=bool(row[8]), last_seen=row[9], group_add=row[10]
-    )
-
-
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -45,20 +35,8 @@ class SqliteUsers:
         def insert(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    f"INSERT INTO users ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        user.user_id,
-                        user.username.lower(),
-                        user.display_name,
-                        user.password_hash,
-                        user.created_at,
-                        user.status_message,
-                        user.avatar_media_id,
-                        int(user.is_admin),
-                        int(user.banned),
-                        user.last_seen,
-                        user.group_add,
-                    ),
+                    f"INSERT INTO users ({USER_COLUMNS}) VALUES ({placeholders(USER_COLUMNS)})",
+                    user_row(user),
                 )
             except sqlite3.IntegrityError as exc:
                 raise ChatdError("conflict", "username is taken") from exc
@@ -66,29 +44,31 @@ class SqliteUsers:
         await self._db.job(insert)
 
     async def get(self, user_id: str) -> User | None:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM users WHERE user_id = ?", (user_id,))
-        return _user(row) if row else None
+        row = await self._db.fetchone(
+            f"SELECT {USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,)
+        )
+        return user_of(row) if row else None
 
     async def get_by_name(self, username: str) -> User | None:
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM users WHERE username = ?", (username.lower(),)
+            f"SELECT {USER_COLUMNS} FROM users WHERE username = ?", (username.lower(),)
         )
-        return _user(row) if row else None
+        return user_of(row) if row else None
 
     async def search(self, prefix: str, limit: int) -> list[User]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM users WHERE username LIKE ? ESCAPE '\\' "
+            f"SELECT {USER_COLUMNS} FROM users WHERE username LIKE ? ESCAPE '\\' "
             "ORDER BY username LIMIT ?",
             (_escape_like(prefix.lower()) + "%", limit),
         )
-        return [_user(r) for r in rows]
+        return [user_of(r) for r in rows]
 
     async def list_all(self, limit: int, after_username: str = "") -> list[User]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM users WHERE username > ? ORDER BY username LIMIT ?",
+            f"SELECT {USER_COLUMNS} FROM users WHERE username > ? ORDER BY username LIMIT ?",
             (after_username, limit),
         )
-        return [_user(r) for r in rows]
+        return [user_of(r) for r in rows]
 
     async def update(self, user_id: str, **fields: object) -> User | None:
         unknown = set(fields) - _UPDATABLE
