@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -50,17 +49,14 @@ from chatd.security.argon2 import Argon2Hasher
 log = logging.getLogger(__name__)
 
 
-def make_storage(config: Config, metrics: Metrics | None = None) -> Storage:
-    """The configured storage backend, found through its entry point."""
-    factory = plugins.load(plugins.STORAGE, config.storage.backend)
-    # A built-in backend gets its own section ([storage.sqlite], [storage.scylla]).
-    section = getattr(config.storage, config.storage.backend, None)
-    options: dict[str, Any] = dataclasses.asdict(section) if section is not None else {}
-    if config.storage.backend == "sqlite":
-        options["synchronous"] = config.storage.sqlite.synchronous.upper()
-    if metrics is not None:
-        options["observe"] = metrics.observe_storage
-    return factory(config.data_path, **options)
+def make_storage(config: Config, node_id: str, metrics: Metrics) -> Storage:
+    """The configured storage plugin (``[storage] backend``), given its own table."""
+    name = config.storage.backend
+    context = plugins.PluginContext(
+        f"storage.{name}", config.data_path, node_id, metrics.observe_storage
+    )
+    storage: Storage = plugins.create(plugins.STORAGE, name, config.storage.settings(), context)
+    return storage
 
 
 def make_accounts(config: Config, storage: Storage, fanout: FanOut) -> AccountService:
@@ -87,10 +83,13 @@ def make_accounts(config: Config, storage: Storage, fanout: FanOut) -> AccountSe
     )
 
 
-def make_media(config: Config, storage: Storage, metrics: Metrics) -> MediaService:
-    """The media service over the configured blob store (an entry point) and a process pool."""
+def make_media(config: Config, storage: Storage, node_id: str, metrics: Metrics) -> MediaService:
+    """The media service over the configured blob store (a plugin) and a process pool."""
     media = config.media
-    blobs = plugins.load(plugins.MEDIA, media.store)(config.data_path)
+    context = plugins.PluginContext(
+        f"media.{media.store}", config.data_path, node_id, metrics.observe_media
+    )
+    blobs = plugins.create(plugins.MEDIA, media.store, media.settings(), context)
     processor = PoolProcessor(
         workers=media.workers,
         thumbnail_format=media.thumbnail_format,
@@ -129,26 +128,29 @@ def node_id_for(config: Config) -> str:
     return node_id
 
 
-def build_app(
+def build_services(
     config: Config, *, router: Router | None = None, presence: Presence | None = None
-) -> web.Application:
-    """The app; ``router``/``presence`` default to this process's own (a cluster of one).
+) -> Services:
+    """Every service, wired from ``config``: the server's and every CLI command's.
 
-    Tests pass one router and one presence to several apps in one process to
-    stand for nodes of a cluster sharing a store.
+    ``router``/``presence`` default to this process's own (a cluster of one);
+    tests pass one router and one presence to several apps in one process to
+    stand for nodes of a cluster sharing a store. Nothing is opened here
+    (``_lifetime`` and the CLI open what they use). A plugin's bad settings
+    raise ``ConfigError``; an unknown plugin ``PluginError``.
     """
     metrics = Metrics()
-    storage = make_storage(config, metrics)
+    node_id = node_id_for(config)
+    storage = make_storage(config, node_id, metrics)
     sessions = SessionRegistry()
     router = router or LocalRouter()
     presence = presence or LocalPresence()
     chats = ChatService(storage)
     fanout = FanOut(router, chats)
-    node_id = node_id_for(config)
     router.attach(node_id, sessions, invalidation_handler(chats, sessions.disconnect_devices))
     receipts = ReceiptService(storage, chats, fanout)
-    media = make_media(config, storage, metrics)
-    services = Services(
+    media = make_media(config, storage, node_id, metrics)
+    return Services(
         storage=storage,
         accounts=make_accounts(config, storage, fanout),
         contacts=ContactService(storage),
@@ -204,6 +206,14 @@ def build_app(
         ),
         addresses=AddressResolver(config.server.trusted_proxies),
     )
+
+
+def build_app(
+    config: Config, *, router: Router | None = None, presence: Presence | None = None
+) -> web.Application:
+    """The app on ``build_services``; see there for ``router`` and ``presence``."""
+    services = build_services(config, router=router, presence=presence)
+    metrics = services.metrics
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
         middlewares=[make_error_middleware(lambda code: metrics.errors.labels(code).inc())],

@@ -7,13 +7,17 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from chatd import __version__, logs
 from chatd.config import Config, ConfigError, is_loopback, load
 from chatd.core.errors import ChatdError
+from chatd.plugins import PluginError
+
+if TYPE_CHECKING:
+    from chatd.gateway.context import Services
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -41,11 +45,16 @@ def _config(config: Path | None, **server: Any) -> Config:
     try:
         return load(config).with_server(**server)
     except ConfigError as exc:
-        typer.echo(f"chatd: configuration error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _config_error(exc)
 
 
-def _fail(message: str) -> None:
+def _config_error(exc: ConfigError) -> NoReturn:
+    """Exit 2: the configuration (or a plugin's settings) is wrong; restarting will not help."""
+    typer.echo(f"chatd: configuration error: {exc}", err=True)
+    raise typer.Exit(2) from None
+
+
+def _fail(message: str) -> NoReturn:
     typer.echo(f"chatd: {message}", err=True)
     raise typer.Exit(1)
 
@@ -82,6 +91,8 @@ def serve(
     asyncio.set_event_loop(loop)
     try:
         application = build_app(cfg)
+    except ConfigError as exc:  # a plugin's settings
+        _config_error(exc)
     except Exception as exc:  # a missing plugin, an unwritable data dir
         _fail(str(exc))
     log.info(
@@ -131,58 +142,32 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _with_accounts(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``action(accounts)`` against the configured store, opened for this command only."""
-    from chatd.app import make_accounts
+def _with_services(cfg: Config, action: Callable[[Services], Awaitable[T]]) -> T:
+    """Run ``action(services)`` with the configured store opened for this command only.
 
-    # No sockets here: a running server learns of bans and revocations through
-    # the revocation feed it polls.
-    return _with_storage(cfg, lambda storage: action(make_accounts(cfg, storage, _fanout(storage))))
-
-
-def _fanout(storage: Any) -> Any:
-    """A fan-out with no sockets behind it (the CLI serves none)."""
-    from chatd.cluster.local import LocalRouter
-    from chatd.core.services.chats import ChatService
-    from chatd.core.services.fanout import FanOut
-
-    return FanOut(LocalRouter(), ChatService(storage))
-
-
-def _with_groups(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
-    from chatd.core.services.chats import ChatService
-    from chatd.core.services.groups import GroupService
-
-    return _with_storage(
-        cfg,
-        lambda storage: action(
-            GroupService(
-                storage,
-                ChatService(storage),
-                _fanout(storage),
-                max_members=cfg.limits.max_group_members,
-            )
-        ),
-    )
-
-
-def _with_storage(cfg: Config, action: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``action(storage)`` with the configured store opened for this command only."""
-    from chatd.app import make_storage
+    The wiring is the server's (``build_services``); no socket is ever open here,
+    so a running server learns of bans and revocations through the revocation
+    feed it polls.
+    """
+    from chatd.app import build_services
 
     async def run() -> T:
-        storage = make_storage(cfg)
-        await storage.open()
+        services = build_services(cfg)
+        await services.storage.open()
         try:
-            return await action(storage)
+            return await action(services)
         finally:
-            await storage.aclose()
+            await services.fanout.wait_idle(5.0)
+            await services.storage.aclose()
 
     try:
         return asyncio.run(run())
+    except ConfigError as exc:
+        _config_error(exc)
+    except PluginError as exc:
+        _fail(str(exc))
     except ChatdError as exc:
         _fail(exc.message)
-        raise  # unreachable: _fail exits
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -208,8 +193,9 @@ def user_add(
     """Create a user (works whatever the registration policy)."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
     password = _read_password(password_stdin)
-    user = _with_accounts(
-        cfg, lambda a: a.create_user(name, password, display_name=display_name, is_admin=admin)
+    user = _with_services(
+        cfg,
+        lambda s: s.accounts.create_user(name, password, display_name=display_name, is_admin=admin),
     )
     typer.echo(f"created user {user.username} ({user.user_id}){' as admin' if admin else ''}")
 
@@ -219,7 +205,7 @@ def user_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
     """List every user: id, name, admin and banned flags."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
 
-    users = _with_accounts(cfg, lambda a: a.list_users())
+    users = _with_services(cfg, lambda s: s.accounts.list_users())
     typer.echo(f"{'USERNAME':<32} {'USER ID':<36} FLAGS")
     for u in users:
         flags = ",".join(f for f, on in (("admin", u.is_admin), ("banned", u.banned)) if on)
@@ -236,7 +222,7 @@ def user_passwd(
     """Set a user's password; every device of the user is logged out."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
     password = _read_password(password_stdin)
-    _with_accounts(cfg, lambda a: a.set_password(name, password))
+    _with_services(cfg, lambda s: s.accounts.set_password(name, password))
     typer.echo(f"password of {name} changed; its devices are logged out")
 
 
@@ -244,7 +230,7 @@ def user_passwd(
 def user_ban(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Ban a user: logins are refused and open connections are closed."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    _with_accounts(cfg, lambda a: a.set_banned(name, True))
+    _with_services(cfg, lambda s: s.accounts.set_banned(name, True))
     typer.echo(f"banned {name}")
 
 
@@ -252,7 +238,7 @@ def user_ban(name: str, config: ConfigOption = None, data_dir: DataDirOption = N
 def user_unban(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Lift a ban; the user can log in again."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    _with_accounts(cfg, lambda a: a.set_banned(name, False))
+    _with_services(cfg, lambda s: s.accounts.set_banned(name, False))
     typer.echo(f"unbanned {name}")
 
 
@@ -265,7 +251,7 @@ def invite_create(
 ) -> None:
     """Make an invite code to give to someone who should be able to register."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    code = _with_accounts(cfg, lambda a: a.create_invite(uses, days))
+    code = _with_services(cfg, lambda s: s.accounts.create_invite(uses, days))
     typer.echo(code)
 
 
@@ -273,7 +259,7 @@ def invite_create(
 def group_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """List every group: id, member count, name."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    groups = _with_groups(cfg, lambda g: g.list_all())
+    groups = _with_services(cfg, lambda s: s.groups.list_all())
     typer.echo(f"{'GROUP ID':<36} {'MEMBERS':>7}  NAME")
     for group in groups:
         typer.echo(f"{group['group_id']:<36} {len(group['members']):>7}  {group['name']}")
@@ -287,7 +273,7 @@ def group_show(
 ) -> None:
     """Show a group: name, description and members with their roles."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    group = _with_groups(cfg, lambda g: g.describe(group_id))
+    group = _with_services(cfg, lambda s: s.groups.describe(group_id))
     typer.echo(f"name:        {group['name']}")
     typer.echo(f"description: {group['description'] or ''}")
     typer.echo(f"created:     {group['created_at']} by {group['created_by']}")
@@ -334,8 +320,6 @@ def migrate(
     Stop `chatd serve` on the source first. Interrupted? Run the same command
     again: it resumes. Exit code 0 only if both sides match.
     """
-    import dataclasses
-
     from chatd.migrate.runner import MigrateError, Options, parse_source, parse_target
     from chatd.migrate.runner import migrate as run_migration
 
@@ -355,14 +339,17 @@ def migrate(
     except MigrateError as exc:
         typer.echo(f"chatd: {exc}", err=True)
         raise typer.Exit(2) from None
-    scylla = dataclasses.asdict(_config(config).storage.scylla) if config else {}
-    options.target = {**scylla, **options.target}
+    cfg = _config(config) if config else None
     from chatd.migrate.progress import RichReporter
 
     reporter = RichReporter()
     try:
+        if cfg is not None:
+            options.target = {**_scylla_settings(cfg), **options.target}
         with reporter:
             outcome = asyncio.run(run_migration(options, reporter))
+    except ConfigError as exc:
+        _config_error(exc)
     except MigrateError as exc:
         _fail(str(exc))
     except ChatdError as exc:
@@ -378,6 +365,18 @@ def migrate(
     _print_migration(Console(), outcome.report, target)
     if not outcome.report.ok:
         raise typer.Exit(1)
+
+
+def _scylla_settings(cfg: Config) -> dict[str, Any]:
+    """``[storage.scylla]`` of the config file, checked as the ScyllaDB plugin checks it."""
+    import dataclasses
+
+    from chatd.plugins import PluginContext
+    from chatd.storage.scylla.settings import ScyllaSettings
+
+    context = PluginContext("storage.scylla", cfg.data_path, cfg.server.node_id)
+    settings = ScyllaSettings.read(cfg.storage.tables.get("scylla", {}), context)
+    return dataclasses.asdict(settings)
 
 
 def _print_migration(console: Any, report: Any, target: str) -> None:

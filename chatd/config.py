@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -36,28 +37,19 @@ class ServerConfig:
     trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
-@dataclass(frozen=True)
-class SqliteConfig:
-    synchronous: str = "FULL"
-
-
-@dataclass(frozen=True)
-class ScyllaConfig:
-    contact_points: list[str] = field(default_factory=lambda: ["127.0.0.1"])
-    port: int = 9042
-    keyspace: str = "chatd"
-    local_dc: str = ""
-    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    username: str = ""
-    password: str = ""
-    consistency: str = "LOCAL_QUORUM"
+#: Marks the field that gathers a section's plugin tables (``[storage.<name>]``):
+#: each is passed raw to the plugin of that name, which validates it itself.
+PLUGIN_TABLES = {"plugin_tables": True}
 
 
 @dataclass(frozen=True)
 class StorageConfig:
     backend: str = "sqlite"
-    sqlite: SqliteConfig = field(default_factory=SqliteConfig)
-    scylla: ScyllaConfig = field(default_factory=ScyllaConfig)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=PLUGIN_TABLES)
+
+    def settings(self) -> dict[str, Any]:
+        """The configured backend's ``[storage.<backend>]`` table, raw."""
+        return self.tables.get(self.backend, {})
 
 
 @dataclass(frozen=True)
@@ -146,6 +138,11 @@ class MediaConfig:
     retention_interval_minutes: float = 60.0
     worker_memory_mb: int = 2048
     max_duration_s: float = 43200.0
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=PLUGIN_TABLES)
+
+    def settings(self) -> dict[str, Any]:
+        """The configured store's ``[media.<store>]`` table, raw."""
+        return self.tables.get(self.store, {})
 
 
 @dataclass(frozen=True)
@@ -200,23 +197,42 @@ def from_dict(raw: dict[str, Any]) -> Config:
     return config
 
 
+def read_table(cls: type[T], raw: dict[str, Any], where: str) -> T:
+    """The frozen dataclass ``cls`` from the TOML table ``[where]``, over its defaults.
+
+    An unknown key or a value of the wrong type raises ``ConfigError`` naming it.
+    Plugins read their own tables with it (``chatd.plugins.read_settings``).
+    """
+    return typing.cast(T, _build(cls, raw, where))
+
+
 def _build(cls: type[Any], raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{where}] must be a table")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in names:
-            place = f"[{where}] " if where else ""
-            raise ConfigError(f"{place}{key}: unknown key (known: {', '.join(sorted(names))})")
+    fields = dataclasses.fields(cls)
+    gather = next((f.name for f in fields if f.metadata.get("plugin_tables")), None)
+    names = {f.name for f in fields} - {gather}
     values: dict[str, Any] = {}
+    tables: dict[str, dict[str, Any]] = {}
     for key, value in raw.items():
-        hint = hints[key]
         name = f"{where}.{key}" if where else key
+        if key not in names:
+            if gather is not None and isinstance(value, dict):
+                tables[key] = value  # [where.<plugin>]: the plugin checks it
+                continue
+            place = f"[{where}] " if where else ""
+            known = ", ".join(sorted(names))
+            if gather is not None:
+                known += f", or a [{where}.<plugin>] table"
+            raise ConfigError(f"{place}{key}: unknown key (known: {known})")
+        hint = hints[key]
         if dataclasses.is_dataclass(hint):
             values[key] = _build(hint, value, name)
         else:
             values[key] = _coerce(hint, value, name)
+    if gather is not None:
+        values[gather] = tables
     return cls(**values)
 
 
@@ -257,24 +273,6 @@ def _check(config: Config) -> None:
         (s.heartbeat_s > 0, "[server] heartbeat_s must be positive"),
         (s.send_queue_frames >= 16, "[server] send_queue_frames must be at least 16"),
         (config.storage.backend != "", "[storage] backend must name a storage plugin"),
-        (
-            config.storage.sqlite.synchronous.upper() in {"FULL", "NORMAL", "EXTRA"},
-            "[storage.sqlite] synchronous must be FULL, NORMAL or EXTRA",
-        ),
-        (
-            bool(config.storage.scylla.contact_points),
-            "[storage.scylla] contact_points must name at least one host",
-        ),
-        (0 < config.storage.scylla.port <= 65535, "[storage.scylla] port must be 1-65535"),
-        (
-            re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", config.storage.scylla.keyspace) is not None,
-            "[storage.scylla] keyspace must be a CQL identifier (letters, digits, _)",
-        ),
-        (
-            config.storage.scylla.consistency.upper()
-            in {"ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"},
-            "[storage.scylla] consistency must be a CQL consistency level (e.g. LOCAL_QUORUM)",
-        ),
         (
             a.registration in {"open", "invite", "closed"},
             "[auth] registration must be open, invite or closed",

@@ -1,7 +1,8 @@
 """Shared fixtures: a real chatd app on real storage, and logged-in clients.
 
-``--storage sqlite,scylla`` names the backends: the contract suite runs once per
-backend, and so does every feature test that uses the in-process ``server``
+``--storage sqlite,scylla`` names the backends (the option is defined in the
+repository's conftest.py): the storage conformance kit runs once per backend,
+and so does every feature test that uses the in-process ``server``
 (a real SQLite file, or the session keyspace on ``CHATD_TEST_SCYLLA`` emptied
 first). Tests that reach into the SQLite files themselves are marked
 ``sqlite_only``.
@@ -42,16 +43,12 @@ RELAXED_LIMITS = {
 _names = itertools.count(1)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--storage",
-        default="sqlite",
-        help="comma-separated storage backends for the contract suite and the feature "
-        "tests' server (sqlite, scylla)",
-    )
-
-
 STORAGES = ("sqlite", "scylla")
+#: The storage kit's factory for each backend (``--storage-factory``).
+KIT_FACTORIES = {
+    "sqlite": "chatd.storage.sqlite:create",
+    "scylla": "tests.scylla_server:scylla",
+}
 
 
 def selected_storages(config: pytest.Config) -> list[str]:

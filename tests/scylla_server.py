@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,3 +117,22 @@ def scylla_server() -> ScyllaServer:
 def drop_session_keyspace() -> None:
     if _scylla is not None:
         _scylla.drop()
+
+
+_emptied: set[Path] = set()
+
+
+def scylla(settings: Mapping[str, Any], context: Any) -> Any:
+    """The storage kit's factory for ScyllaDB: the real plugin on the session keyspace.
+
+    The keyspace is emptied when a test builds its first store (a ``data_dir`` the
+    kit has not used before); later builds in that test (a second node, a restart)
+    share its data, as the kit requires.
+    """
+    from chatd.storage.scylla import create
+
+    server = scylla_server()
+    if context.data_dir not in _emptied:
+        server.clean()
+        _emptied.add(context.data_dir)
+    return create({**server.options(), **settings}, context)

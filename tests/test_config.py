@@ -28,7 +28,8 @@ def test_defaults_need_no_file():
         ),
         ({"limits": {"max_frame_bytes": 10}}, "[limits] max_frame_bytes must exceed"),
         ({"server": {"allowed_origins": "x"}}, "[server] allowed_origins must be a list of str"),
-        ({"storage": {"sqlite": {"synchronous": "OFF"}}}, "[storage.sqlite] synchronous must be"),
+        ({"storage": {"engine": "x"}}, "[storage] engine: unknown key (known: backend, or a"),
+        ({"media": {"root": "/srv"}}, "[media] root: unknown key"),
         ({"server": "x"}, "[server] must be a table"),
     ],
 )
@@ -36,6 +37,14 @@ def test_bad_values_name_their_key(raw, message):
     with pytest.raises(ConfigError) as err:
         from_dict(raw)
     assert message in str(err.value)
+
+
+def test_plugin_tables_pass_through_raw_for_their_plugin():
+    config = from_dict({"storage": {"backend": "x", "x": {"a": 1}, "y": {"b": [2]}}})
+    assert config.storage.settings() == {"a": 1}
+    assert config.storage.tables == {"x": {"a": 1}, "y": {"b": [2]}}
+    assert from_dict({"media": {"local": {"c": "d"}}}).media.settings() == {"c": "d"}
+    assert Config().storage.settings() == {} and Config().media.settings() == {}
 
 
 def test_integers_are_accepted_for_numbers():

@@ -23,12 +23,14 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from chatd.core.errors import ChatdError, not_found
 from chatd.core.ports.media import StagedBlob
+from chatd.plugins import PluginContext, read_settings
 
 log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -46,8 +48,23 @@ PROBE_BYTES = 64 * 1024
 PROBE_EVERY_S = 1.0
 
 
+@dataclass(frozen=True)
+class LocalSettings:
+    """``[media.local]``: nothing to set yet (a key there is a mistake, and reported)."""
+
+    @classmethod
+    def read(cls, table: Mapping[str, Any], context: PluginContext) -> LocalSettings:
+        return read_settings(cls, table, context)
+
+
+def create(settings: Mapping[str, Any], context: PluginContext) -> LocalBlobStore:
+    """The ``chatd.media`` entry point ``local``: blobs under ``<data_dir>/media``."""
+    LocalSettings.read(settings, context)
+    return LocalBlobStore(context.data_dir)
+
+
 class LocalBlobStore:
-    def __init__(self, data_dir: Path, **_: object) -> None:
+    def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "media"
         self.blobs = self.root / "blobs"
         self.tmp = self.root / "tmp"

@@ -517,6 +517,23 @@ async def test_the_cli_refuses_a_source_in_use_and_bad_arguments(source, tmp_pat
     assert code == 1 and "no such database" in output
 
 
+async def test_the_cli_takes_credentials_from_the_scylla_table_of_the_config(source, tmp_path):
+    from chatd.cli import _scylla_settings
+    from chatd.config import load
+
+    data_dir, _ = source
+    config = tmp_path / "chatd.toml"
+    config.write_text('[storage.scylla]\nusername = "chatd"\nconsistency = "SOMETIMES"\n')
+    code, output = await finish(
+        cli("--from", f"sqlite:{data_dir}", "--to", "scylla://h/ks", "--config", str(config))
+    )
+    assert code == 2 and "[storage.scylla] consistency must be a CQL consistency" in output
+
+    config.write_text('[storage.scylla]\nusername = "chatd"\nlocal_dc = "dc2"\n')
+    settings = _scylla_settings(load(config))
+    assert (settings["username"], settings["local_dc"], settings["port"]) == ("chatd", "dc2", 9042)
+
+
 async def test_a_keyspace_chatd_already_uses_is_refused(cassandra, keyspace, source):
     from chatd.core.ids import new_id
     from chatd.core.models import User

@@ -7,7 +7,9 @@ schema.cql. Needs the ``scylla`` extra (``pip install chatd[scylla]``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from cassandra.io.libevreactor import LibevConnection
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from chatd.core.errors import ChatdError
+from chatd.plugins import PluginContext
 from chatd.storage.scylla import (
     chats,
     contacts,
@@ -35,6 +38,7 @@ from chatd.storage.scylla import (
 )
 from chatd.storage.scylla.bridge import Cql, Observer, unavailable
 from chatd.storage.scylla.migrations import Migrator, replication_cql
+from chatd.storage.scylla.settings import ScyllaSettings
 
 log = logging.getLogger("chatd.storage.scylla")
 
@@ -81,7 +85,6 @@ class ScyllaStorage:
         request_timeout: float = 10.0,
         max_in_flight: int = 512,
         observe: Observer | None = None,
-        **_: object,
     ) -> None:
         self._contact_points = list(contact_points or ["127.0.0.1"])
         self._port = port
@@ -181,3 +184,9 @@ class ScyllaStorage:
             return True
         except Exception:
             return False
+
+
+def create(settings: Mapping[str, Any], context: PluginContext) -> ScyllaStorage:
+    """The ``chatd.storage`` entry point ``scylla``: a store on the configured keyspace."""
+    checked = ScyllaSettings.read(settings, context)
+    return ScyllaStorage(context.data_dir, **dataclasses.asdict(checked), observe=context.observe)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from chatd.plugins import PluginContext
 from chatd.storage.sqlite.chats import SqliteChats
 from chatd.storage.sqlite.contacts import SqliteContacts
 from chatd.storage.sqlite.db import Database, Observer
@@ -13,6 +16,7 @@ from chatd.storage.sqlite.keys import SqliteKeys
 from chatd.storage.sqlite.media import SqliteMedia
 from chatd.storage.sqlite.messages import SqliteMessages
 from chatd.storage.sqlite.receipts import SqliteReceipts
+from chatd.storage.sqlite.settings import SqliteSettings
 from chatd.storage.sqlite.users import SqliteUsers
 
 
@@ -25,7 +29,6 @@ class SqliteStorage:
         *,
         synchronous: str = "FULL",
         observe: Observer | None = None,
-        **_: object,
     ) -> None:
         self.db = Database(data_dir / "chatd.sqlite3", synchronous=synchronous, observe=observe)
         self.users = SqliteUsers(self.db)
@@ -49,3 +52,9 @@ class SqliteStorage:
             return await self.db.fetchone("SELECT 1") is not None
         except Exception:
             return False
+
+
+def create(settings: Mapping[str, Any], context: PluginContext) -> SqliteStorage:
+    """The ``chatd.storage`` entry point ``sqlite``: a store in ``<data_dir>/chatd.sqlite3``."""
+    checked = SqliteSettings.read(settings, context)
+    return SqliteStorage(context.data_dir, synchronous=checked.synchronous, observe=context.observe)

@@ -11,8 +11,8 @@ import pytest
 from chatd.core.errors import ChatdError, StaleVersion
 from chatd.core.ids import now_ms
 from chatd.core.models import GroupChange
+from tests.scylla_server import scylla_server
 
-from .conftest import scylla_server
 from .scylla_nodes import cql, direct, draft, group, nodes, system, users
 
 pytest.importorskip("cassandra", reason="scylla-driver is not installed")

@@ -14,9 +14,10 @@ import pytest
 from chatd.core.errors import ChatdError, StaleVersion
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Chat, GroupChange, Member
+from tests.scylla_server import scylla_server
 
-from .conftest import scylla_server
-from .scylla_nodes import cql, direct, draft, group, needs_scylla, nodes, system, users
+from .conftest import needs_scylla
+from .scylla_nodes import cql, direct, draft, group, nodes, system, users
 
 pytest.importorskip("cassandra", reason="scylla-driver is not installed")
 

@@ -1,88 +1,94 @@
-"""Storage contract suite: the same cases against every storage backend.
+"""The storage conformance kit's machinery: factories, stores and fixtures.
 
-Select backends with ``pytest --storage sqlite,scylla`` (default ``sqlite``). Every
-test that uses the ``storage`` (or ``backend``) fixture runs once per backend. Tests
-talk to the ``chatd.core.ports.storage.Storage`` protocol only, never to SQL or CQL,
-so a new backend passes this suite unchanged or has a bug.
+``conftest.py`` beside the cases turns this into the kit's pytest plugin; a test
+directory that wants the builders below (``make_user``, ``send``...) for cases
+of its own imports them from here.
 
-To add a backend, write one async context manager ``factory(tmp_path)`` that sets up
-an empty, isolated store (a fresh file, a fresh keyspace...), yields a zero-argument
-callable building an *unopened* ``Storage`` on it (called again to reopen the same
-data after a restart), and tears the store down afterwards; then list it in
-``BACKENDS``.
+A *storage factory* is what a ``chatd.storage`` entry point names: a callable
+``create(settings, context)`` returning an unopened ``Storage``. The kit calls
+it with empty ``settings`` and a ``PluginContext`` whose ``data_dir`` is a new,
+empty directory for every test, so a factory must give an empty store for a new
+``data_dir``, and Storage objects built with the same ``data_dir`` must share
+their data: the kit builds a second one to play a second chatd node, and closes
+and builds again to play a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import importlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from chatd.core.ids import new_id, new_token, now_ms
 from chatd.core.ids import token_hash as hash_token
 from chatd.core.models import Chat, Device, Message, MessageDraft, User
 from chatd.core.ports.storage import Storage
-from tests.conftest import selected_storages
-from tests.scylla_server import scylla_server
+from chatd.plugins import PluginContext
+from chatd.testing.storage.plugin import OPTION
 
-StorageBuilder = Callable[[], Storage]
-BackendFactory = Callable[[Path], AbstractAsyncContextManager[StorageBuilder]]
-
-
-# -- backends ---------------------------------------------------------------
+StorageFactory = Callable[[Mapping[str, Any], PluginContext], Storage]
 
 
-@contextlib.asynccontextmanager
-async def sqlite_backend(tmp_path: Path) -> AsyncIterator[StorageBuilder]:
-    """A fresh real SQLite file (WAL, group commit) under the test's tmp_path."""
-    from chatd.storage.sqlite import SqliteStorage
-
-    data_dir = tmp_path / "sqlite"
-    yield lambda: SqliteStorage(data_dir)
+# -- factories ------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def scylla_backend(tmp_path: Path) -> AsyncIterator[StorageBuilder]:
-    """The session keyspace on a real ScyllaDB/Cassandra, emptied for this test."""
-    from chatd.storage.scylla import ScyllaStorage
-
-    server = scylla_server()
-    await asyncio.to_thread(server.clean)
-    yield lambda: ScyllaStorage(tmp_path / "scylla", **server.options())
-
-
-BACKENDS: dict[str, BackendFactory] = {
-    "sqlite": sqlite_backend,
-    "scylla": scylla_backend,
-}
-
-
-def selected_backends(config: pytest.Config) -> list[str]:
-    return selected_storages(config)
+def factory_names(config: pytest.Config) -> list[str]:
+    """The ``MODULE:NAME`` specs given with ``--storage-factory`` (comma-separated)."""
+    raw = str(config.getoption(OPTION) or "")
+    specs = list(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
+    if not specs:
+        raise pytest.UsageError(
+            f"the storage conformance kit needs {OPTION}=MODULE:NAME, naming your plugin's "
+            "factory create(settings, context) (e.g. my_plugin:create)"
+        )
+    for spec in specs:
+        module, sep, name = spec.partition(":")
+        if not (module and sep and name):
+            raise pytest.UsageError(f"{OPTION}: {spec!r} is not MODULE:NAME")
+    return specs
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames:
-        names = selected_backends(metafunc.config)
-        metafunc.parametrize("backend", names, indirect=True, ids=names)
+def factory_id(spec: str) -> str:
+    """A short test id: the factory's name, or its module's when the name is ``create``
+    (``chatd.storage.sqlite:create`` -> ``sqlite``)."""
+    module, _, name = spec.partition(":")
+    return module.rsplit(".", 1)[-1] if name == "create" else name
+
+
+def load_factory(spec: str) -> StorageFactory:
+    module, _, name = spec.partition(":")
+    factory: StorageFactory = getattr(importlib.import_module(module), name)
+    return factory
+
+
+def _no_metrics(operation: str, seconds: float) -> None:
+    """The kit collects no metrics; a plugin may still report them."""
 
 
 class Backend:
-    """One isolated store of one backend; opens ``Storage`` objects on it."""
+    """One empty, isolated store of one factory; opens ``Storage`` objects on it."""
 
-    def __init__(self, name: str, build: StorageBuilder) -> None:
+    def __init__(self, name: str, factory: StorageFactory, data_dir: Path) -> None:
         self.name = name
-        self._build = build
+        self._factory = factory
+        self._data_dir = data_dir
         self._open: list[Storage] = []
+        self._built = itertools.count(1)
 
     async def open(self) -> Storage:
-        """A new, opened ``Storage`` on this store's data (a process restart)."""
-        storage = self._build()
+        """A new, opened ``Storage`` on this store's data (another node, or a restart)."""
+        context = PluginContext(
+            section=f"storage.{self.name}",
+            data_dir=self._data_dir,
+            node_id=f"kit-node-{next(self._built)}",
+            observe=_no_metrics,
+        )
+        storage = self._factory({}, context)
         await storage.open()
         self._open.append(storage)
         return storage
@@ -96,24 +102,32 @@ class Backend:
             await self.close(self._open[-1])
 
 
-@pytest.fixture
+def parametrize_backend(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses ``backend`` (or ``storage``) once per factory."""
+    if "backend" in metafunc.fixturenames:
+        specs = factory_names(metafunc.config)
+        metafunc.parametrize("backend", specs, indirect=True, ids=[factory_id(s) for s in specs])
+
+
+@pytest_asyncio.fixture
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    name: str = request.param
-    async with BACKENDS[name](tmp_path) as build:
-        b = Backend(name, build)
-        try:
-            yield b
-        finally:
-            await b.close_all()
+    spec: str = request.param
+    data_dir = tmp_path / "store"
+    data_dir.mkdir()
+    b = Backend(factory_id(spec), load_factory(spec), data_dir)
+    try:
+        yield b
+    finally:
+        await b.close_all()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def storage(backend: Backend) -> Storage:
     """An opened, empty ``Storage``; closed when the test ends."""
     return await backend.open()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def second_node(backend: Backend, storage: Storage) -> Storage:
     """Another ``Storage`` on the same data, open at the same time: a second chatd node."""
     return await backend.open()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import pytest_asyncio
 
 from chatd.core.errors import ChatdError
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import MessageDraft
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def ab(make_user, make_direct):
     """(alice, bob, their direct chat)."""
     alice, bob = await make_user("alice"), await make_user("bob")

@@ -6,13 +6,13 @@ import asyncio
 import itertools
 import random
 
-import pytest
+import pytest_asyncio
 
 from chatd.core.ids import new_id
 from chatd.core.models import PendingChat, WatermarkMove, WatermarkResult
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def ab(make_user, make_direct):
     """(alice, bob, their direct chat)."""
     alice, bob = await make_user("alice"), await make_user("bob")

@@ -12,25 +12,14 @@ import pytest
 
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Chat, Member, MessageDraft
-
-from .conftest import Backend, scylla_backend, scylla_server, selected_backends, user_record
-
-
-def needs_scylla(request: pytest.FixtureRequest) -> None:
-    if "scylla" not in selected_backends(request.config):
-        pytest.skip("ScyllaDB-only tests: run with --storage=scylla")
+from chatd.testing.storage.kit import Backend, user_record
+from tests.scylla_server import scylla_server
 
 
 @pytest.fixture
-async def nodes(request, tmp_path):
+async def nodes(backend: Backend) -> list:
     """Three opened ``ScyllaStorage`` nodes on one empty keyspace."""
-    needs_scylla(request)
-    async with scylla_backend(tmp_path) as build:
-        backend = Backend("scylla", build)
-        try:
-            yield [await backend.open() for _ in range(3)]
-        finally:
-            await backend.close_all()
+    return [await backend.open() for _ in range(3)]
 
 
 async def cql(query: str, params: object = None) -> list:

@@ -1,0 +1,1 @@
+"""Test kits shipped with chatd for plugin authors (see docs/plugins.md)."""

@@ -1,0 +1,475 @@
+"""The entity stores of the storage port, on ``Tables``.
+
+No method awaits between reading and writing, so each runs whole before any
+other coroutine: that is what makes an append, a claim or a compare-and-set
+atomic here, between two ``MemoryStorage`` objects on the same tables too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from chatd.core.errors import ChatdError, StaleVersion
+from chatd.core.ids import new_id, now_ms
+from chatd.core.models import (
+    Appended,
+    Chat,
+    Contact,
+    Device,
+    DeviceKeys,
+    GroupChange,
+    Media,
+    MediaRef,
+    Member,
+    Message,
+    MessageDraft,
+    PendingChat,
+    Prekey,
+    User,
+    WatermarkMove,
+    WatermarkResult,
+)
+
+if TYPE_CHECKING:
+    from chatd_storage_memory.data import Tables
+    from chatd_storage_memory.storage import MemoryStorage
+
+USER_FIELDS = frozenset(
+    {
+        "display_name",
+        "status_message",
+        "avatar_media_id",
+        "password_hash",
+        "is_admin",
+        "banned",
+        "last_seen",
+    }
+)
+GROUP_SETTINGS = frozenset({"title", "description", "avatar_media_id"})
+#: Most device ids one ``revocations_since`` call returns.
+FEED_PAGE = 1000
+
+
+class _Store:
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._storage = storage
+
+    @property
+    def _t(self) -> Tables:
+        return self._storage.tables()
+
+
+class Users(_Store):
+    async def create(self, user: User) -> None:
+        t = self._t
+        name = user.username.lower()
+        if name in t.usernames or user.user_id in t.users:
+            raise ChatdError("conflict", "username is taken")
+        t.usernames[name] = user.user_id
+        t.users[user.user_id] = dataclasses.replace(user, username=name)
+
+    async def get(self, user_id: str) -> User | None:
+        return self._t.users.get(user_id)
+
+    async def get_by_name(self, username: str) -> User | None:
+        t = self._t
+        user_id = t.usernames.get(username.lower())
+        return t.users.get(user_id) if user_id is not None else None
+
+    async def search(self, prefix: str, limit: int) -> list[User]:
+        t = self._t
+        start = prefix.lower()
+        names = sorted(n for n in t.usernames if n.startswith(start))[:limit]
+        return [t.users[t.usernames[n]] for n in names]
+
+    async def list_all(self, limit: int, after_username: str = "") -> list[User]:
+        t = self._t
+        names = sorted(n for n in t.usernames if n > after_username)[:limit]
+        return [t.users[t.usernames[n]] for n in names]
+
+    async def update(self, user_id: str, **fields: object) -> User | None:
+        unknown = set(fields) - USER_FIELDS
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        t = self._t
+        user = t.users.get(user_id)
+        if user is None:
+            return None
+        user = dataclasses.replace(user, **fields)  # type: ignore[arg-type]
+        t.users[user_id] = user
+        return user
+
+
+class Devices(_Store):
+    async def create(self, device: Device, token_hash: str) -> None:
+        t = self._t
+        if device.device_id in t.devices or token_hash in t.tokens:
+            raise ChatdError("conflict", "device or token exists")
+        t.devices[device.device_id] = device
+        t.tokens[token_hash] = device.device_id
+
+    async def by_token(self, token_hash: str) -> Device | None:
+        t = self._t
+        device_id = t.tokens.get(token_hash)
+        return t.devices.get(device_id) if device_id is not None else None
+
+    async def list_for_user(self, user_id: str) -> list[Device]:
+        live = [
+            d for d in self._t.devices.values() if d.user_id == user_id and d.revoked_at is None
+        ]
+        return sorted(live, key=lambda d: d.created_at)
+
+    async def revoke(self, device_id: str) -> bool:
+        t = self._t
+        device = t.devices.get(device_id)
+        if device is None or device.revoked_at is not None:
+            return False
+        t.devices[device_id] = dataclasses.replace(device, revoked_at=now_ms())
+        t.revocations.append(device_id)
+        return True
+
+    async def revoke_all(self, user_id: str) -> list[str]:
+        t = self._t
+        now = now_ms()
+        ids = _live_devices(t, user_id)
+        for device_id in ids:
+            t.devices[device_id] = dataclasses.replace(t.devices[device_id], revoked_at=now)
+            t.revocations.append(device_id)
+        return ids
+
+    async def revocations_since(self, cursor: int) -> tuple[list[str], int]:
+        feed = self._t.revocations
+        if cursor < 0:  # a fresh node starts at the end of the feed
+            return [], len(feed)
+        page = feed[cursor : cursor + FEED_PAGE]
+        return page, cursor + len(page)
+
+    async def record_ban(self, user_id: str) -> None:
+        t = self._t
+        t.revocations.extend(_live_devices(t, user_id))
+
+
+def _live_devices(t: Tables, user_id: str) -> list[str]:
+    return [
+        d.device_id for d in t.devices.values() if d.user_id == user_id and d.revoked_at is None
+    ]
+
+
+class Contacts(_Store):
+    async def put(self, contact: Contact) -> None:
+        t = self._t
+        key = (contact.user_id, contact.contact_id)
+        known = t.contacts.get(key)
+        # A repeated put renames the contact; it keeps its place (created_at).
+        t.contacts[key] = dataclasses.replace(known, name=contact.name) if known else contact
+
+    async def delete(self, user_id: str, contact_id: str) -> bool:
+        return self._t.contacts.pop((user_id, contact_id), None) is not None
+
+    async def list_for_user(self, user_id: str) -> list[Contact]:
+        mine = [c for (owner, _), c in self._t.contacts.items() if owner == user_id]
+        return sorted(mine, key=lambda c: c.created_at)
+
+    async def watchers(self, contact_id: str) -> list[str]:
+        return [owner for (owner, contact) in self._t.contacts if contact == contact_id]
+
+
+class Invites(_Store):
+    async def create(self, code: str, uses: int, expires_at: int | None) -> None:
+        t = self._t
+        if code in t.invites:
+            raise ChatdError("conflict", "invite code exists")
+        t.invites[code] = (uses, expires_at)
+
+    async def consume(self, code: str, now: int) -> bool:
+        t = self._t
+        uses, expires_at = t.invites.get(code, (0, None))
+        if uses <= 0 or (expires_at is not None and expires_at <= now):
+            return False
+        t.invites[code] = (uses - 1, expires_at)
+        return True
+
+
+def _join(t: Tables, member: Member) -> None:
+    t.members.setdefault(member.chat_id, {})[member.user_id] = member
+    t.inbox.setdefault(member.user_id, {})[member.chat_id] = None
+
+
+def _store_system(t: Tables, message: Message) -> None:
+    """A system message: numbered like any other, bumps the chat's version, and the
+    actor has read it (its watermarks rise to it)."""
+    t.messages.setdefault(message.chat_id, []).append(message)
+    t.by_id[message.message_id] = message
+    t.sent[(message.sender_id, message.client_msg_id)] = message
+    chat = t.chats[message.chat_id]
+    t.chats[chat.chat_id] = dataclasses.replace(
+        chat, last_seq=message.seq, last_activity=message.created_at, version=chat.version + 1
+    )
+    _sender_has_read(t, message)
+
+
+def _sender_has_read(t: Tables, message: Message) -> tuple[int, int] | None:
+    """Raise the sender's watermarks to its own message; the ones before, if a member."""
+    member = t.members.get(message.chat_id, {}).get(message.sender_id)
+    if member is None:
+        return None
+    t.members[message.chat_id][message.sender_id] = dataclasses.replace(
+        member,
+        delivered_seq=max(member.delivered_seq, message.seq),
+        read_seq=max(member.read_seq, message.seq),
+    )
+    return member.read_seq, member.delivered_seq
+
+
+class Chats(_Store):
+    async def get_or_create_direct(self, chat: Chat, user_a: str, user_b: str) -> Chat:
+        t = self._t
+        pair = (min(user_a, user_b), max(user_a, user_b))
+        chat_id = t.directs.get(pair)
+        if chat_id is None:
+            chat_id = chat.chat_id
+            t.chats[chat_id] = Chat(
+                chat_id,
+                "direct",
+                chat.created_at,
+                created_by=chat.created_by,
+                last_activity=chat.created_at,
+            )
+            t.directs[pair] = chat_id
+            for user_id in dict.fromkeys(pair):
+                _join(t, Member(chat_id, user_id, "member", chat.created_at))
+        return t.chats[chat_id]
+
+    async def create_group(
+        self, chat: Chat, members: Sequence[Member], system: MessageDraft
+    ) -> Message:
+        t = self._t
+        now = now_ms()
+        t.chats[chat.chat_id] = dataclasses.replace(
+            chat, kind="group", last_seq=0, last_activity=now, version=0
+        )
+        for m in members:
+            _join(t, Member(chat.chat_id, m.user_id, m.role, m.joined_at))
+        message = system.to_message(message_id=new_id(), seq=1, created_at=now)
+        _store_system(t, message)
+        return message
+
+    async def change_group(self, change: GroupChange) -> Message:
+        unknown = {name for name, _ in change.settings} - GROUP_SETTINGS
+        if unknown:
+            raise ValueError(f"not a group setting: {sorted(unknown)}")
+        t = self._t
+        chat = t.chats.get(change.chat_id)
+        if chat is None or chat.kind != "group":
+            raise ChatdError("not_found", "group not found")
+        if chat.version != change.expected_version:
+            raise StaleVersion("the group changed meanwhile; retry")
+        now, last = now_ms(), chat.last_seq
+        seq = last + 1
+        members = t.members.setdefault(chat.chat_id, {})
+        for user_id in change.add:  # they join just before the system message
+            past = members.pop(user_id, None)  # a rejoin goes to the end of the order
+            _join(
+                t,
+                Member(
+                    chat.chat_id,
+                    user_id,
+                    "member",
+                    now,
+                    joined_seq=last,
+                    delivered_seq=max(past.delivered_seq if past else 0, last),
+                    read_seq=max(past.read_seq if past else 0, last),
+                ),
+            )
+        for user_id in change.remove:  # they leave with it: their last message
+            m = members.get(user_id)
+            if m is not None and m.active:
+                members[user_id] = dataclasses.replace(m, left_seq=seq)
+        for user_id, role in change.roles:
+            m = members.get(user_id)
+            if m is not None and m.active:
+                members[user_id] = dataclasses.replace(m, role=role)
+        if change.settings:
+            t.chats[chat.chat_id] = dataclasses.replace(chat, **dict(change.settings))  # type: ignore[arg-type]
+        message = change.system.to_message(message_id=new_id(), seq=seq, created_at=now)
+        _store_system(t, message)
+        return message
+
+    async def get(self, chat_id: str) -> Chat | None:
+        return self._t.chats.get(chat_id)
+
+    async def members(self, chat_id: str) -> list[Member]:
+        current = [m for m in self._t.members.get(chat_id, {}).values() if m.active]
+        return sorted(current, key=lambda m: (m.joined_at, m.user_id))
+
+    async def member(self, chat_id: str, user_id: str) -> Member | None:
+        return self._t.members.get(chat_id, {}).get(user_id)
+
+    async def memberships(self, user_id: str) -> list[Member]:
+        t = self._t
+        return [t.members[chat_id][user_id] for chat_id in t.inbox.get(user_id, {})]
+
+    async def group_ids(self, limit: int, after: str = "") -> list[str]:
+        groups = (c.chat_id for c in self._t.chats.values() if c.kind == "group")
+        return sorted(i for i in groups if i > after)[:limit]
+
+    async def direct_peers(self, user_id: str) -> list[str]:
+        peers = []
+        for low, high in self._t.directs:
+            if low != high and user_id in (low, high):
+                peers.append(high if low == user_id else low)
+        return peers
+
+
+class Messages(_Store):
+    async def append(self, draft: MessageDraft) -> Appended:
+        t = self._t
+        known = t.sent.get((draft.sender_id, draft.client_msg_id))
+        if known is not None:
+            return Appended(known, created=False)
+        chat = t.chats.get(draft.chat_id)
+        sender = t.members.get(draft.chat_id, {}).get(draft.sender_id)
+        if chat is None or sender is None or not sender.active:
+            raise ChatdError("not_found", "chat not found")
+        now = now_ms()
+        message = draft.to_message(message_id=new_id(), seq=chat.last_seq + 1, created_at=now)
+        t.messages.setdefault(chat.chat_id, []).append(message)
+        t.by_id[message.message_id] = message
+        t.sent[(draft.sender_id, draft.client_msg_id)] = message
+        t.chats[chat.chat_id] = dataclasses.replace(chat, last_seq=message.seq, last_activity=now)
+        if message.media_id is not None:  # retention keeps the media from now on
+            ref = MediaRef(message.media_id, chat.chat_id, message.seq, message.message_id)
+            t.refs.setdefault(message.media_id, []).append(ref)
+        before = _sender_has_read(t, message)
+        assert before is not None
+        # The sending device has its own message; its cursor moves only when that
+        # leaves no gap, so nothing it has not seen is skipped on replay.
+        cursor_key = (draft.sender_device_id, chat.chat_id)
+        cursor = t.cursors.get(cursor_key)
+        if (cursor is None and message.seq == 1) or cursor == message.seq - 1:
+            t.cursors[cursor_key] = message.seq
+        return Appended(message, True, *before)
+
+    async def get(self, chat_id: str, message_id: str) -> Message | None:
+        message = self._t.by_id.get(message_id)
+        return message if message is not None and message.chat_id == chat_id else None
+
+    async def at_seq(self, chat_id: str, seq: int) -> Message | None:
+        stored = self._t.messages.get(chat_id, [])
+        return stored[seq - 1] if 0 < seq <= len(stored) else None
+
+    async def before(
+        self, chat_id: str, before_seq: int, limit: int, min_seq: int = 0
+    ) -> list[Message]:
+        stored = self._t.messages.get(chat_id, [])
+        high = min(before_seq - 1, len(stored))  # seqs min_seq+1 .. before_seq-1
+        low = max(min_seq, high - limit)
+        return stored[low:high][::-1] if high > low else []
+
+    async def after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
+        start = max(after_seq, 0)
+        return self._t.messages.get(chat_id, [])[start : start + max(limit, 0)]
+
+    async def senders_between(self, chat_id: str, low_seq: int, high_seq: int) -> set[str]:
+        stored = self._t.messages.get(chat_id, [])
+        return {m.sender_id for m in stored[max(low_seq, 0) : max(high_seq, 0)]}
+
+
+class Receipts(_Store):
+    async def advance(self, moves: Sequence[WatermarkMove]) -> list[WatermarkResult | None]:
+        t = self._t
+        results: list[WatermarkResult | None] = []
+        for move in moves:
+            member = t.members.get(move.chat_id, {}).get(move.user_id)
+            if member is None:
+                results.append(None)
+                continue
+            delivered, read = member.delivered_seq, member.read_seq
+            new_read = max(read, move.read_seq)
+            new_delivered = max(delivered, move.delivered_seq, new_read)  # read implies delivered
+            if (new_delivered, new_read) != (delivered, read):
+                t.members[move.chat_id][move.user_id] = dataclasses.replace(
+                    member, delivered_seq=new_delivered, read_seq=new_read
+                )
+            if move.device_id is not None and move.delivered_seq > 0:
+                key = (move.device_id, move.chat_id)
+                t.cursors[key] = max(t.cursors.get(key, 0), move.delivered_seq)
+            results.append(WatermarkResult(delivered, new_delivered, read, new_read))
+        return results
+
+    async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
+        t = self._t
+        found: list[tuple[int, PendingChat]] = []
+        for chat_id in t.inbox.get(user_id, {}):
+            member, chat = t.members[chat_id][user_id], t.chats[chat_id]
+            after = max(member.joined_seq, t.cursors.get((device_id, chat_id), 0))
+            last = chat.last_seq if member.left_seq is None else min(chat.last_seq, member.left_seq)
+            if last > after:
+                found.append((chat.last_activity, PendingChat(chat_id, after, last)))
+        found.sort(key=lambda item: item[0])
+        return [pending for _, pending in found]
+
+
+class MediaRecords(_Store):
+    async def create(self, media: Media) -> None:
+        t = self._t
+        if media.media_id in t.media:
+            raise ChatdError("conflict", "media exists")
+        t.media[media.media_id] = media
+
+    async def get(self, media_id: str) -> Media | None:
+        return self._t.media.get(media_id)
+
+    async def get_many(self, media_ids: Sequence[str]) -> dict[str, Media]:
+        t = self._t
+        return {i: t.media[i] for i in dict.fromkeys(media_ids) if i in t.media}
+
+    async def references(self, media_id: str, limit: int = 1000) -> list[MediaRef]:
+        refs = sorted(self._t.refs.get(media_id, []), key=lambda r: r.message_id)
+        return refs[:limit]
+
+    async def unreferenced(self, created_before: int, limit: int) -> list[Media]:
+        t = self._t
+        candidates = [
+            m
+            for m in t.media.values()
+            if m.created_at < created_before and m.media_id not in t.refs
+        ]
+        return sorted(candidates, key=lambda m: m.created_at)[:limit]
+
+    async def delete_unreferenced(self, media_id: str) -> bool:
+        t = self._t
+        if media_id in t.refs or media_id not in t.media:
+            return False
+        del t.media[media_id]
+        return True
+
+    async def blob_in_use(self, sha256: str) -> bool:
+        return any(sha256 in (m.sha256, m.thumbnail_sha256) for m in self._t.media.values())
+
+
+class Keys(_Store):
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
+        t = self._t
+        known = t.keys.get(keys.device_id)
+        if known is not None and known.identity_key != keys.identity_key:
+            t.prekeys.pop(keys.device_id, None)  # a reinstalled device: old prekeys go
+        t.keys[keys.device_id] = keys
+        prekeys = t.prekeys.setdefault(keys.device_id, {})
+        for prekey in one_time:  # a key id the device has is left as it is
+            prekeys.setdefault(prekey.key_id, prekey.public_key)
+
+    async def get(self, device_id: str) -> DeviceKeys | None:
+        return self._t.keys.get(device_id)
+
+    async def claim(self, device_id: str) -> Prekey | None:
+        prekeys = self._t.prekeys.get(device_id)
+        if not prekeys:
+            return None
+        key_id = min(prekeys)
+        return Prekey(key_id, prekeys.pop(key_id))
+
+    async def count(self, device_id: str) -> int:
+        return len(self._t.prekeys.get(device_id, {}))

@@ -1,1 +1,0 @@
-"""Storage contract suite (see conftest.py)."""

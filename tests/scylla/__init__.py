@@ -1,0 +1,1 @@
+"""ScyllaDB adapter tests beyond the storage conformance kit (chatd/testing/storage)."""
