@@ -38,6 +38,7 @@ from chatd.gateway.sessions import SessionRegistry
 from chatd.media.processor import PoolProcessor
 from chatd.metrics import Metrics
 from chatd.security.argon2 import Argon2Hasher
+from chatd.testing import faults
 
 log = logging.getLogger(__name__)
 
@@ -110,28 +111,27 @@ def build_app(config: Config) -> web.Application:
     metrics = Metrics()
     storage = make_storage(config, metrics)
     sessions = SessionRegistry()
+    sink = faults.sink(sessions)  # the registry itself unless a test fault is switched on
     chats = ChatService(storage)
-    receipts = ReceiptService(storage, chats, sessions)
+    receipts = ReceiptService(storage, chats, sink)
     media = make_media(config, storage, metrics)
     services = Services(
         storage=storage,
-        accounts=make_accounts(config, storage, sessions),
+        accounts=make_accounts(config, storage, sink),
         contacts=ContactService(storage),
         chats=chats,
-        groups=GroupService(storage, chats, sessions, max_members=config.limits.max_group_members),
+        groups=GroupService(storage, chats, sink, max_members=config.limits.max_group_members),
         messages=MessageService(
             storage,
             chats,
-            sessions,
+            sink,
             receipts,
             media,
             max_message_bytes=config.limits.max_message_bytes,
             messages_per_second=config.limits.messages_per_second,
         ),
         receipts=receipts,
-        presence=PresenceService(
-            storage, chats, sessions, typing_ttl=config.presence.typing_timeout_s
-        ),
+        presence=PresenceService(storage, chats, sink, typing_ttl=config.presence.typing_timeout_s),
         sync=SyncService(storage),
         media=media,
         keys=KeyService(storage, fetches_per_minute=config.limits.key_fetches_per_minute),

@@ -1,0 +1,1 @@
+"""Faults a test can switch on in a running server; never on in normal use."""
