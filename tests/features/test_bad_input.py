@@ -158,11 +158,11 @@ async def test_missing_or_bad_auth_is_401_everywhere(base_url, user):
     async with ChatdClient(base_url, token="forged") as forged:
         with pytest.raises(ApiError) as err:
             await forged.chats()
-        assert err.value.status == 401
+        assert (err.value.status, err.value.code) == (401, "unauthorized")
         with pytest.raises(ApiError) as err:
             async with forged.connect(reconnect=False):
                 pass
-        assert err.value.status == 401
+        assert (err.value.status, err.value.code) == (401, "unauthorized")
 
 
 async def test_another_users_chat_is_not_found(user):

@@ -143,8 +143,9 @@ async def test_removed_member_keeps_history_up_to_removal_and_gets_nothing_after
     with pytest.raises(ApiError) as err:
         await carol.send_message(chat_id=gid, content="still here?")
     assert err.value.code == "not_found"
-    with pytest.raises(ApiError):
+    with pytest.raises(ApiError) as err:
         await carol.request("GET", f"/groups/{gid}")
+    assert (err.value.status, err.value.code) == (404, "not_found")
     inbox = next(c for c in await carol.chats() if c["chat_id"] == gid)
     assert inbox["is_member"] is False and inbox["last_seq"] == 3 and inbox["unread_count"] == 3
 

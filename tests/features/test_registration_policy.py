@@ -23,4 +23,4 @@ async def test_invite_only_registration(base_url, server):
         await client.register("invited", PASSWORD, invite_code=code)
         with pytest.raises(ApiError) as err:
             await client.register("second", PASSWORD, invite_code=code)
-        assert err.value.status == 403
+        assert (err.value.status, err.value.code) == (403, "forbidden")

@@ -47,7 +47,7 @@ async def test_revoking_a_device_closes_its_socket(user, device):
     with pytest.raises(ApiError) as err:
         async with phone.connect(reconnect=False):
             pass
-    assert err.value.status == 401
+    assert (err.value.status, err.value.code) == (401, "unauthorized")
 
 
 @pytest.mark.sqlite_only  # the command works on the data dir
@@ -62,11 +62,11 @@ async def test_ban_from_the_cli_closes_open_sockets_and_refuses_login(user, serv
         assert await wait_closed(ws, 5) == 1008  # the server polls the revocation feed
     with pytest.raises(ApiError) as err:
         await mallory.me()
-    assert err.value.status == 403
+    assert (err.value.status, err.value.code) == (403, "forbidden")
     async with ChatdClient(base_url) as again:
         with pytest.raises(ApiError) as err:
             await again.login(mallory.username, PASSWORD)
-        assert err.value.status == 403
+        assert (err.value.status, err.value.code) == (403, "forbidden")
     result = await asyncio.to_thread(
         CliRunner().invoke, cli, ["user", "unban", mallory.username, "--data-dir", str(data_dir)]
     )
@@ -92,15 +92,17 @@ async def test_message_rate_limit_counts_ws_and_rest_together(user):
     with pytest.raises(ApiError) as err:
         for i in range(20):
             await alice.send_message(recipient_id=bob.user_id, content=f"again {i}")
-    assert err.value.status == 429 and err.value.retry_after and err.value.retry_after >= 1
+    assert (err.value.status, err.value.code) == (429, "rate_limited")
+    assert err.value.retry_after and err.value.retry_after >= 1
 
 
 async def test_login_attempts_are_limited_per_username(base_url, user):
     alice = await user()
     async with ChatdClient(base_url) as client:
         for _ in range(2):
-            with pytest.raises(ApiError):
+            with pytest.raises(ApiError) as err:
                 await client.login(alice.username, "wrong password")
+            assert (err.value.status, err.value.code) == (401, "unauthorized")
         with pytest.raises(ApiError) as err:
             for _ in range(3):
                 await client.login(alice.username, "wrong password")
