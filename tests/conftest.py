@@ -131,10 +131,16 @@ def base_url(server: Any) -> str:
     return str(server.make_url("")).rstrip("/")
 
 
+def services_of(server: Any) -> Services:
+    """The services of a test server (an aiohttp ``TestServer``), for tests that stage
+    or inspect what no API shows."""
+    return server.app[SERVICES]
+
+
 @pytest.fixture
 def services(server: Any) -> Services:
-    """The in-process server's services, for tests that stage what no API can."""
-    return server.app[SERVICES]
+    """The in-process ``server``'s services (``services_of(server)``)."""
+    return services_of(server)
 
 
 UserFactory = Callable[..., Awaitable[ChatdClient]]

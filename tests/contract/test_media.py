@@ -14,12 +14,6 @@ from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Appended, Media
 
 
-@pytest.fixture(autouse=True)
-def _needs_media_store(storage):
-    if not hasattr(storage, "media"):
-        pytest.skip(f"{type(storage).__name__} has no MediaStore yet")
-
-
 def record(uploader: str, sha: str = "a" * 64, **fields: object) -> Media:
     values: dict[str, object] = {
         "media_id": new_id(),

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from chatd.client import ApiError
+from tests.conftest import raw_ws
 
 SMALL_LIMITS = {"limits": {"max_message_bytes": 1000, "max_frame_bytes": 4096}}
 
@@ -105,12 +106,9 @@ async def test_oversized_rest_body_is_413(user):
     assert (err.value.status, err.value.code) == (413, "payload_too_large")
 
 
-async def test_oversized_frame_closes_with_1009(user, base_url):
+async def test_oversized_frame_closes_with_1009(user):
     alice = await user()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(base_url + "/ws", headers={"Authorization": f"Bearer {alice.token}"}) as ws,
-    ):
+    async with raw_ws(alice) as ws:
         assert (await ws.receive_json())["type"] == "hello"
         await ws.send_str('{"type": "ping", "data": {"pad": "' + "x" * 5000 + '"}}')
         msg = await ws.receive()

@@ -152,12 +152,12 @@ def test_missing_config_file(tmp_path):
 
 
 @pytest.mark.sqlite_only  # the command works on the data dir
-async def test_group_list_and_show(user, server):
+async def test_group_list_and_show(user, services):
     alice, bob = await user(), await user()
     group = await alice.request(
         "POST", "/groups", json={"name": "Book club", "member_ids": [bob.user_id]}
     )
-    data_dir = str(next(iter(server.app.values())).storage.db.path.parent)
+    data_dir = str(services.storage.db.path.parent)
     listed = await asyncio.to_thread(runner.invoke, app, ["group", "list", "--data-dir", data_dir])
     assert listed.exit_code == 0, listed.output
     assert group["group_id"] in listed.output and "Book club" in listed.output

@@ -7,18 +7,17 @@ import asyncio
 import aiohttp
 import pytest
 
+from tests.conftest import raw_ws
+
 
 @pytest.fixture
 def config_overrides():
     return {"server": {"heartbeat_s": 0.3}}
 
 
-async def test_hello_then_silent_connection_is_closed(user, base_url):
+async def test_hello_then_silent_connection_is_closed(user):
     alice = await user()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(base_url + "/ws", headers={"Authorization": f"Bearer {alice.token}"}) as ws,
-    ):
+    async with raw_ws(alice) as ws:
         hello = await ws.receive_json()
         assert hello["type"] == "hello"
         data = hello["data"]

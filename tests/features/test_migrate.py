@@ -34,10 +34,9 @@ from chatd.client import ApiError, ChatdClient
 from chatd.core.errors import ChatdError
 from chatd.core.ids import now_ms
 from chatd.core.models import MessageDraft, WatermarkMove
-from chatd.gateway.context import SERVICES
 from chatd.migrate import runner
 from chatd.migrate.runner import MigrateError, Options, migrate
-from tests.conftest import PASSWORD, test_config
+from tests.conftest import PASSWORD, services_of, test_config
 from tests.scylla_server import ScyllaServer, scylla_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +91,7 @@ async def build_world(data_dir: Path) -> World:
     server = TestServer(build_app(test_config(data_dir)))
     await server.start_server()
     base = str(server.make_url("")).rstrip("/")
-    storage = server.app[SERVICES].storage
+    storage = services_of(server).storage
     clients: list[ChatdClient] = []
     try:
         c: dict[str, ChatdClient] = {}
@@ -383,7 +382,7 @@ async def test_a_migrated_chatd_shows_and_continues_the_same_state(
             with pytest.raises(ApiError) as revoked:
                 await gone.me()
             assert (revoked.value.status, revoked.value.code) == (401, "unauthorized")
-    store = scylla.app[SERVICES].storage
+    store = services_of(scylla).storage
     assert await store.invites.consume("INVITE-OPEN", 0)
     unsent = await store.media.unreferenced(now_ms() + 86_400_000, 10)
     assert [m.uploader_id for m in unsent] == [a["bob"].user_id]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
+
+from tests.conftest import raw_ws
 
 
 @pytest.fixture
@@ -16,16 +17,13 @@ def config_overrides():
     }
 
 
-async def test_stuck_client_is_closed_and_others_are_not_slowed(user, base_url):
+async def test_stuck_client_is_closed_and_others_are_not_slowed(user):
     alice, stuck, healthy = await user(), await user(), await user()
     group = await alice.request(
         "POST", "/groups", json={"name": "g", "member_ids": [stuck.user_id, healthy.user_id]}
     )
     big = "x" * 59_000
-    async with aiohttp.ClientSession() as http, healthy.connect() as ok_ws:
-        never_reads = await http.ws_connect(
-            base_url + "/ws", headers={"Authorization": f"Bearer {stuck.token}"}
-        )
+    async with raw_ws(stuck), healthy.connect() as ok_ws:  # the raw socket is never read
         await ok_ws.next_event("new_message")  # the group's creation notice
         assert (await alice.user_status(stuck.user_id))["status"] == "online"
         for i in range(400):  # ~24 MB: more than the socket buffers hold
@@ -39,5 +37,4 @@ async def test_stuck_client_is_closed_and_others_are_not_slowed(user, base_url):
         assert [int(e["data"]["content"][: len(str(k))]) for k, e in enumerate(got)] == list(
             range(i + 1)
         )
-        await never_reads.close()
     await asyncio.sleep(0)
