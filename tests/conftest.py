@@ -226,3 +226,23 @@ async def raw_ws(
     url = client.base_url + "/ws" + query
     async with client._http().ws_connect(url, headers=headers, **options) as ws:
         yield ws
+
+
+async def before_sentinel(ws: Any, sender: ChatdClient, **to: str) -> list[dict[str, Any]]:
+    """The new_message data ``ws`` receives before a sentinel ``sender`` sends it (``to``:
+    ``chat_id=`` or ``recipient_id=``): the barrier for "nothing more arrives".
+
+    Two sentinels, the second sent once the first arrived: by then any replay for
+    ``ws`` has fixed what it covers, so the second is live, and live messages wait
+    for the replay to end. So whatever the replay or an earlier publish was going
+    to send has arrived before it, in whichever chat.
+    """
+    before: list[dict[str, Any]] = []
+    for n in (1, 2):
+        sent = await sender.send_message(**to, content=f"sentinel {n}")
+        while True:
+            data = (await ws.next_event("new_message", timeout=15))["data"]
+            if data["message_id"] == sent["message_id"]:
+                break
+            before.append(data)
+    return before

@@ -16,6 +16,7 @@ import pytest
 
 from chatd.client import ApiError
 from chatd.core.services.receipts import RecentMessages
+from tests.conftest import before_sentinel
 
 
 def test_recent_messages_answers_only_what_it_saw() -> None:
@@ -123,8 +124,7 @@ async def test_a_burst_from_one_device_moves_its_cursor_over_its_own_run(user):
         )
     assert sorted(a["seq"] for a in acks) == list(range(1, 9))
     async with alice.connect() as a_ws:  # nothing of its own comes back
-        await a_ws.ping()
-        assert [e for e in await a_ws.drain() if e["type"] == "new_message"] == []
+        assert await before_sentinel(a_ws, bob, chat_id=chat_id) == []
     # Bob's messages in between (alice's device acknowledges none): her cursor
     # may follow her own messages but must not pass one of his.
     async with alice.connect(auto_delivery_receipts=False) as a_ws, bob.connect() as b_ws:
@@ -132,8 +132,7 @@ async def test_a_burst_from_one_device_moves_its_cursor_over_its_own_run(user):
         sends += [b_ws.send_message(chat_id=chat_id, content=f"y{i}") for i in range(4)]
         await asyncio.gather(*sends)
     async with alice.connect(auto_delivery_receipts=False) as a_ws:
-        await a_ws.ping()
-        replayed = [e["data"] for e in await a_ws.drain() if e["type"] == "new_message"]
+        replayed = await before_sentinel(a_ws, bob, chat_id=chat_id)
     assert {m["content"] for m in replayed} >= {f"y{i}" for i in range(4)}
     assert [m["seq"] for m in replayed] == sorted(m["seq"] for m in replayed)
 
