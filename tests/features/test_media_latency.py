@@ -20,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from chatd.client import ChatdClient
 from tests import media_files as mf
 from tests.conftest import PASSWORD
-from tests.subprocess_server import ServerProcess
 
 BIG_UPLOAD = 48 * 1024 * 1024
 
@@ -57,13 +56,6 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
 
 
-async def _client(url: str, name: str) -> ChatdClient:
-    client = ChatdClient(url)
-    await client.register(name, PASSWORD)
-    await client.login(name, PASSWORD)
-    return client
-
-
 def _photo(path: Path) -> None:
     """A 12-megapixel phone photo taken sideways (EXIF orientation 6)."""
     noise = Image.effect_noise((4000, 3000), 40).convert("RGB")
@@ -91,16 +83,16 @@ def _summary(latencies: list[float]) -> str:
     )
 
 
-async def test_delivery_latency_holds_during_a_large_upload_and_thumbnails(tmp_path):
+@pytest.mark.sqlite_only  # the figures in docs/benchmarks.md are for the default store
+async def test_delivery_latency_holds_during_a_large_upload_and_thumbnails(
+    tmp_path, chatd_process, process_user
+):
     photo = tmp_path / "photo.jpg"
     await asyncio.to_thread(_photo, photo)
-    server = ServerProcess(tmp_path / "data")
-    await server.start()
-    clients: list[ChatdClient] = []
+    server = chatd_process
     uploader = None
     try:
-        alice, bob, carol = [await _client(server.url, n) for n in ("alice", "bob", "carol")]
-        clients += [alice, bob, carol]
+        alice, bob, carol = [await process_user(n) for n in ("alice", "bob", "carol")]
         chat = await alice.open_direct(bob.user_id)
         await carol.upload_media(mf.png(), "image/png")  # the worker processes are started
         uploader = await asyncio.create_subprocess_exec(
@@ -138,6 +130,3 @@ async def test_delivery_latency_holds_during_a_large_upload_and_thumbnails(tmp_p
         if uploader is not None and uploader.returncode is None:
             uploader.kill()
             await uploader.wait()
-        for client in clients:
-            await client.aclose()
-        server.stop()
