@@ -102,8 +102,10 @@ async def reconnect(url: str, args: argparse.Namespace) -> dict[str, Any]:
             )
         send_ws = [await s.connect(reconnect=False).open() for s in senders]
         await _send_all(send_ws, n_senders, chats, 1, "w", args.fill_window)
-        async with asyncio.timeout(60):
-            messages = await asyncio.gather(*first)
+        done, _ = await asyncio.wait(first, timeout=60)
+        if len(done) < n:
+            raise RuntimeError(f"lost: {n - len(done)} of {n} devices never got the first message")
+        messages = [f.result() for f in first]
         for start in range(0, n, 64):
             await asyncio.gather(
                 *(
