@@ -9,7 +9,6 @@ first). Tests that reach into the SQLite files themselves are marked
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import itertools
@@ -115,7 +114,7 @@ async def server_overrides(config_overrides: dict[str, Any], server_storage: str
     if server_storage != "scylla":
         return config_overrides
     cassandra = scylla_server()
-    await asyncio.to_thread(cassandra.clean)
+    await cassandra.ready()
     where = {"contact_points": [cassandra.host], "port": cassandra.port}
     where["keyspace"] = cassandra.keyspace
     return merge({"storage": {"backend": "scylla", "scylla": where}}, config_overrides)

@@ -14,7 +14,6 @@ data after a restart), and tears the store down afterwards; then list it in
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,7 +51,7 @@ async def scylla_backend(tmp_path: Path) -> AsyncIterator[StorageBuilder]:
     from chatd.storage.scylla import ScyllaStorage
 
     server = scylla_server()
-    await asyncio.to_thread(server.clean)
+    await server.ready()
     yield lambda: ScyllaStorage(tmp_path / "scylla", **server.options())
 
 
