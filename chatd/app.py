@@ -45,6 +45,7 @@ from chatd.media.processor import PoolProcessor
 from chatd.metrics import Metrics
 from chatd.presence.local import LocalPresence
 from chatd.security.argon2 import Argon2Hasher
+from chatd.testing import faults
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,9 @@ def build_services(
     presence = presence or LocalPresence()
     chats = ChatService(storage)
     fanout = FanOut(router, chats)
-    router.attach(node_id, sessions, invalidation_handler(chats, sessions.disconnect_devices))
+    # The registry itself unless a test fault is switched on (chatd/testing/faults.py).
+    delivery = faults.local_delivery(sessions)
+    router.attach(node_id, delivery, invalidation_handler(chats, sessions.disconnect_devices))
     receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, node_id, metrics)
     return Services(

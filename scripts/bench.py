@@ -10,6 +10,11 @@ Starts its own server on loopback with a fresh data directory for each workload
 (or uses --url), creates the users it needs, runs the workload for a bounded
 time, then prints a table and appends one JSON line to bench-results.jsonl.
 
+A run is only a result if the server did its job: a message lost, duplicated
+or delivered out of order, a failed connection or reconnect, a wrong history
+page fails the workload with a line ``<workload>: FAILED: <what>`` on stderr,
+and the exit status is 1 when any workload failed.
+
 Workloads (code in scripts/benchlib/):
   pairs      P sender/receiver pairs, W messages in flight per sender
   group      one group of M members, all connected; S senders, W in flight each
@@ -177,7 +182,7 @@ def record(result: dict[str, Any], args: argparse.Namespace) -> None:
         result["quick"] = True
     width = max(len(k) for k in result)
     for key, value in result.items():
-        value = json.dumps(value) if isinstance(value, dict) else value
+        value = json.dumps(value) if isinstance(value, dict | list) else value
         print(f"{key:<{width}}  {value}")
     with open(args.out, "a") as f:
         f.write(json.dumps(result) + "\n")
@@ -198,18 +203,25 @@ def main() -> None:
         needed = fds_needed(name, wargs)
         limit = raise_fd_limit(needed)
         if limit < needed and not args.url:  # the server would run out half-way
-            print(f"{name}: not run, the file-descriptor limit is too low", file=sys.stderr)
+            print(f"{name}: FAILED: not run, the file-descriptor limit is too low", file=sys.stderr)
             failed.append(name)
             continue
         t = time.perf_counter()
         try:
             result = uvloop.run(run(name, wargs))
-        except Exception:
+        except Exception as exc:
             traceback.print_exc()
-            print(f"{name}: failed after {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            took = time.perf_counter() - t
+            print(
+                f"{name}: FAILED after {took:.1f} s: {type(exc).__name__}: {exc}", file=sys.stderr
+            )
             failed.append(name)
             continue
         record(result, args)
+        for problem in result["problems"]:
+            print(f"{name}: FAILED: {problem}", file=sys.stderr, flush=True)
+        if result["problems"]:
+            failed.append(name)
     if len(names) > 1:
         print(f"\n{len(names)} workloads in {time.perf_counter() - started:.1f} s", end="")
         print(f"; failed: {', '.join(failed)}" if failed else "")

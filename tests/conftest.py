@@ -10,18 +10,20 @@ first). Tests that reach into the SQLite files themselves are marked
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import copy
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from chatd.app import build_app
 from chatd.client import ChatdClient
 from chatd.config import Config, from_dict
+from chatd.gateway.context import SERVICES, Services
 from tests.scylla_server import drop_session_keyspace, scylla_server
 
 PASSWORD = "correct horse battery"
@@ -69,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "server_overrides" not in metafunc.fixturenames:
+    if not {"server", "chatd_process", "server_overrides"} & set(metafunc.fixturenames):
         return
     names = selected_storages(metafunc.config)
     if metafunc.definition.get_closest_marker("sqlite_only"):
@@ -93,13 +95,18 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> Config:
+def base_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The tests' server configuration (as a TOML file would hold it) plus ``overrides``."""
     raw = {
         "server": {"data_dir": str(data_dir)},
         "auth": dict(FAST_AUTH),
         "limits": dict(RELAXED_LIMITS),
     }
-    return from_dict(merge(raw, overrides or {}))
+    return merge(raw, overrides or {})
+
+
+def test_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> Config:
+    return from_dict(base_config(data_dir, overrides))
 
 
 test_config.__test__ = False  # type: ignore[attr-defined]
@@ -117,7 +124,7 @@ async def server_overrides(config_overrides: dict[str, Any], server_storage: str
     if server_storage != "scylla":
         return config_overrides
     cassandra = scylla_server()
-    await asyncio.to_thread(cassandra.clean)
+    await cassandra.ready()
     where = {"contact_points": [cassandra.host], "port": cassandra.port}
     where["keyspace"] = cassandra.keyspace
     return merge({"storage": {"backend": "scylla", "scylla": where}}, config_overrides)
@@ -131,6 +138,18 @@ async def server(aiohttp_server: Any, tmp_path: Path, server_overrides: dict[str
 @pytest.fixture
 def base_url(server: Any) -> str:
     return str(server.make_url("")).rstrip("/")
+
+
+def services_of(server: Any) -> Services:
+    """The services of a test server (an aiohttp ``TestServer``), for tests that stage
+    or inspect what no API shows."""
+    return server.app[SERVICES]
+
+
+@pytest.fixture
+def services(server: Any) -> Services:
+    """The in-process ``server``'s services (``services_of(server)``)."""
+    return services_of(server)
 
 
 UserFactory = Callable[..., Awaitable[ChatdClient]]
@@ -174,10 +193,65 @@ async def device(base_url: str) -> AsyncIterator[Callable[[ChatdClient], Awaitab
 
 
 @pytest.fixture
-async def chatd_process(tmp_path: Path) -> AsyncIterator[Any]:
-    """A real ``chatd serve`` child process (for crash, signal and restart tests)."""
+async def chatd_process(tmp_path: Path, server_overrides: dict[str, Any]) -> AsyncIterator[Any]:
+    """A real ``chatd serve`` child process, not started yet (crash, signal, restart
+    tests); on each ``--storage`` backend, as the in-process ``server`` is."""
     from tests.subprocess_server import ServerProcess
 
-    server = ServerProcess(tmp_path / "data")
+    server = ServerProcess(tmp_path / "data", server_overrides)
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def process_user(chatd_process: Any) -> AsyncIterator[UserFactory]:
+    """``await process_user("alice")``: registered and logged in on ``chatd_process``
+    (started first if it is not running); closed when the test ends."""
+    clients: list[ChatdClient] = []
+
+    async def make(name: str) -> ChatdClient:
+        if chatd_process.proc is None:
+            await chatd_process.start()
+        client = ChatdClient(chatd_process.url)
+        clients.append(client)
+        await client.register(name, PASSWORD)
+        await client.login(name, PASSWORD)
+        client.username = name  # type: ignore[attr-defined]
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def raw_ws(
+    client: ChatdClient, query: str = "", *, auth: bool = True, **options: Any
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A bare WebSocket of ``client``'s device, without the client library on it: for
+    frames the library never sends and for the socket's own behaviour (close codes).
+    ``auth=False`` leaves the Authorization header out; ``options`` go to ``ws_connect``."""
+    headers = {"Authorization": f"Bearer {client.token}"} if auth else {}
+    url = client.base_url + "/ws" + query
+    async with client._http().ws_connect(url, headers=headers, **options) as ws:
+        yield ws
+
+
+async def before_sentinel(ws: Any, sender: ChatdClient, **to: str) -> list[dict[str, Any]]:
+    """The new_message data ``ws`` receives before a sentinel ``sender`` sends it (``to``:
+    ``chat_id=`` or ``recipient_id=``): the barrier for "nothing more arrives".
+
+    Two sentinels, the second sent once the first arrived: by then any replay for
+    ``ws`` has fixed what it covers, so the second is live, and live messages wait
+    for the replay to end. So whatever the replay or an earlier publish was going
+    to send has arrived before it, in whichever chat.
+    """
+    before: list[dict[str, Any]] = []
+    for n in (1, 2):
+        sent = await sender.send_message(**to, content=f"sentinel {n}")
+        while True:
+            data = (await ws.next_event("new_message", timeout=15))["data"]
+            if data["message_id"] == sent["message_id"]:
+                break
+            before.append(data)
+    return before

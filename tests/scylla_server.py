@@ -7,6 +7,7 @@ it, dropped when the session ends (``tests/conftest.py``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Mapping
@@ -30,6 +31,24 @@ class ScyllaServer:
         self.host, self.port = host or address, int(port) if host else 9042
         self.keyspace = f"chatd_test_{uuid.uuid4().hex[:12]}"
         self._session: Any = None
+        self._schema = False
+
+    async def ready(self) -> None:
+        """The keyspace with every table, emptied: what each test starts from.
+
+        The schema is made once, by chatd's own migrations, with a patient request
+        timeout: on a loaded machine one CREATE can take longer than chatd's 10 s,
+        and the first chatd to open the keyspace may be a child process that would
+        give up.
+        """
+        if not self._schema:
+            from chatd.storage.scylla import ScyllaStorage
+
+            storage = ScyllaStorage(request_timeout=120, **self.options())
+            await storage.open()
+            await storage.aclose()
+            self._schema = True
+        await asyncio.to_thread(self.clean)
 
     def options(self) -> dict[str, Any]:
         return {"contact_points": [self.host], "port": self.port, "keyspace": self.keyspace}

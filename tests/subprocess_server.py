@@ -1,4 +1,8 @@
-"""Run ``chatd serve`` as a real child process (for crash and signal tests)."""
+"""Run ``chatd serve`` as a real child process (for crash and signal tests).
+
+It is configured as the in-process test server is (``tests.conftest.base_config``),
+so ``overrides`` can put it on the session's ScyllaDB keyspace too.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
-from tests.conftest import FAST_AUTH, RELAXED_LIMITS
+from tests.conftest import base_config
+from tests.toml_writer import write_toml
 
 
 def free_port() -> int:
@@ -22,16 +28,14 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, port: int | None = None, extra: str = "") -> None:
-        """``extra``: TOML tables appended to the configuration."""
+    def __init__(
+        self, data_dir: Path, overrides: dict[str, Any] | None = None, port: int | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.config = data_dir.parent / f"chatd-{self.port}.toml"
-        auth = "\n".join(f"{k} = {v}" for k, v in FAST_AUTH.items())
-        limits = "\n".join(f"{k} = {v}" for k, v in RELAXED_LIMITS.items())
-        self.config.write_text(
-            f'[server]\ndata_dir = "{data_dir}"\n\n[auth]\n{auth}\n\n[limits]\n{limits}\n{extra}'
+        self.config = write_toml(
+            data_dir.parent / f"chatd-{self.port}.toml", base_config(data_dir, overrides)
         )
 
     @property
@@ -39,7 +43,8 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -55,10 +60,13 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ},
         )
+        deadline = asyncio.get_running_loop().time() + 60  # ScyllaDB: connect, check schema
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
+            while asyncio.get_running_loop().time() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"chatd exited with {self.proc.returncode}")
+                    raise RuntimeError(
+                        f"chatd exited with {self.proc.returncode}: {self.log_path.read_text()}"
+                    )
                 try:
                     async with http.get(self.url + "/api/v1/health") as r:
                         if r.status == 200:
@@ -66,7 +74,7 @@ class ServerProcess:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.05)
-        raise RuntimeError("chatd did not become healthy")
+        raise RuntimeError(f"chatd did not become healthy: {self.log_path.read_text()}")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None

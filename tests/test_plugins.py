@@ -18,12 +18,15 @@ runner = CliRunner()
     "table, message",
     [
         (
-            '[storage.sqlite]\nsynchronous = "OFF"\n',
+            {"storage": {"sqlite": {"synchronous": "OFF"}}},
             "[storage.sqlite] synchronous must be FULL, NORMAL or EXTRA",
         ),
-        ("[storage.sqlite]\njournal = 1\n", "[storage.sqlite] journal: unknown key"),
-        ("[storage.sqlite]\nsynchronous = 1\n", "[storage.sqlite] synchronous must be a string"),
-        ('[media.local]\nroot = "/srv"\n', "[media.local] root: unknown key"),
+        ({"storage": {"sqlite": {"journal": 1}}}, "[storage.sqlite] journal: unknown key"),
+        (
+            {"storage": {"sqlite": {"synchronous": 1}}},
+            "[storage.sqlite] synchronous must be a string",
+        ),
+        ({"media": {"local": {"root": "/srv"}}}, "[media.local] root: unknown key"),
     ],
 )
 def test_a_bad_plugin_table_stops_startup_naming_the_key(tmp_path, table, message):
@@ -56,7 +59,7 @@ def test_only_the_configured_plugin_reads_its_table(tmp_path):
 def test_an_unknown_plugin_lists_the_installed_ones(tmp_path):
     assert {"sqlite", "scylla"} <= set(installed("chatd.storage"))
     names = ", ".join(installed("chatd.storage"))
-    config = fast_config(tmp_path, '[storage]\nbackend = "postgres"\n')
+    config = fast_config(tmp_path, {"storage": {"backend": "postgres"}})
     for command in (["serve"], ["user", "list"]):
         result = runner.invoke(app, [*command, "--config", config])
         assert result.exit_code == 1, result.output

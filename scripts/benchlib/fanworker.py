@@ -12,8 +12,9 @@ id, so no ack) for the newest message in it.
 Commands, one JSON line each on stdin, answered by one JSON line on stdout with
 the process's CPU seconds: ``connect`` (a socket per token, hello awaited),
 ``measure`` (count messages sent at or after ``t0``, perf_counter time, which
-is CLOCK_MONOTONIC and so shared by processes on Linux), ``result`` (counts and
-latency samples so far), ``close``.
+is CLOCK_MONOTONIC and so shared by processes on Linux), ``result`` (counts,
+with ``final`` latency samples and, given ``upto``, the highest seq sent, what is still
+missing, repeated or out of order: see ``benchlib.integrity``), ``close``.
 """
 
 from __future__ import annotations
@@ -29,21 +30,24 @@ import orjson
 import uvloop
 
 from benchlib.common import own_cpu_seconds
+from benchlib.integrity import Stream, Tally
 from benchlib.rawws import IdleSocket, masked_frame, open_idle
 
 NEW_MESSAGE = b'{"type":"new_message"'
+SEQ = b'"seq":'
 CONTENT = b'"content":"'
 
 
 class Receiver(IdleSocket):
     """A raw socket that counts new_message frames and acknowledges each burst."""
 
-    __slots__ = ("newest", "stats")
+    __slots__ = ("newest", "stats", "stream")
 
     def __init__(self, request: bytes, stats: Stats) -> None:
         super().__init__(request, None)
         self.stats = stats
         self.newest: bytes | None = None
+        self.stream = Stream()
 
     def _text(self, payload: bytes) -> None:
         if not self.hello.done():
@@ -52,6 +56,8 @@ class Receiver(IdleSocket):
         if not payload.startswith(NEW_MESSAGE):
             return
         self.newest = payload
+        at = payload.find(SEQ) + len(SEQ)  # "seq" comes before "content"
+        self.stream.add(int(payload[at : payload.find(b",", at)]))
         stats = self.stats
         start = payload.find(CONTENT)
         end = payload.find(b"|", start)
@@ -120,10 +126,19 @@ class Worker:
 
     def result(self, cmd: dict[str, Any]) -> dict[str, Any]:
         closed = collections.Counter(str(ws.close_code) for ws in self.sockets if ws.closed)
+        upto = int(cmd.get("upto", 0))
+        tally = Tally()
+        if cmd.get("final"):  # the full account, once at the end
+            for i, ws in enumerate(self.sockets):
+                tally.add(ws.stream, range(1, upto + 1), f"receiver socket {i}")
         return {
+            "pending": sum(
+                max(0, upto - ws.stream.count + ws.stream.repeated) for ws in self.sockets
+            ),
+            "tally": tally.as_dict(),
             "received": self.stats.received,
             "receipts": self.stats.receipts,
-            "latencies": self.stats.latencies if cmd.get("latencies") else [],
+            "latencies": self.stats.latencies if cmd.get("final") else [],
             "closed": dict(closed),
         }
 

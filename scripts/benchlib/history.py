@@ -29,6 +29,7 @@ from benchlib.common import (
     rounded,
     tag,
 )
+from benchlib.integrity import counted
 
 PAGE = 50
 
@@ -112,4 +113,5 @@ async def history(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(elapsed, 2),
         "loadgen_cpu_pct": cpu_pct(cpu, elapsed),
         "server_cpu_pct": cpu_pct(server_cpu, elapsed),
+        "problems": counted(wrong, f"of {len(probes) * args.reps} pages had the wrong messages"),
     }

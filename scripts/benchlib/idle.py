@@ -45,6 +45,7 @@ from benchlib.common import (
     rounded,
     tag,
 )
+from benchlib.integrity import counted
 from benchlib.rawws import PING, IdleSocket, open_idle, source_addresses
 
 
@@ -160,10 +161,12 @@ async def idle(url: str, args: argparse.Namespace) -> dict[str, Any]:
             sources = source_addresses(total)
             latencies: list[float] = []
             waiting: dict[int, asyncio.Future[None]] = {}
+            arrivals: collections.Counter[int] = collections.Counter()  # per sample socket
 
             def on_text(ws: IdleSocket, payload: bytes) -> None:
                 frame = orjson.loads(payload)
                 if frame.get("type") == "new_message":
+                    arrivals[id(ws)] += 1
                     sent_at = float(frame["data"]["content"].split("|", 1)[0])
                     latencies.append(time.perf_counter() - sent_at)
                     fut = waiting.pop(id(ws), None)
@@ -230,10 +233,11 @@ async def idle(url: str, args: argparse.Namespace) -> dict[str, Any]:
             dropped = sum(r["closed"] for r in statuses) + sum(ws.closed for ws in sample_ws)
             close_codes = _merge([r["close_codes"] for r in statuses])
 
-            delivered = 0
+            delivered = live = 0
             for ws, chat in zip(opened_samples, chats, strict=True):
                 if ws is None or ws.closed:
                     continue
+                live += 1
                 fut = asyncio.get_running_loop().create_future()
                 waiting[id(ws)] = fut
                 await sender_ws.send_message(
@@ -287,6 +291,13 @@ async def idle(url: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     if login_failed or connect_failed or close_codes:
         result["errors"] = {"login": login_failed, "connect": connect_failed, "closed": close_codes}
+    result["problems"] = (
+        counted(sum(login_failed.values()), "logins failed", login_failed)
+        + counted(total - n_open, "connections failed", connect_failed)
+        + counted(dropped, "idle connections were closed while held (close codes)", close_codes)
+        + counted(live - delivered, f"of {live} sample messages were lost (none within 5 s)")
+        + counted(sum(n - 1 for n in arrivals.values() if n > 1), "sample messages were duplicated")
+    )
     return result
 
 

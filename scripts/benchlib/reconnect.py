@@ -31,23 +31,34 @@ from benchlib.common import (
     rounded,
     tag,
 )
+from benchlib.integrity import Stream, Tally, counted
 
 
 class Catchup:
-    """Counts one device's backlog frames and notes when the last one arrives."""
+    """One device's backlog: the seqs that arrive, and when the last one did.
+
+    The device already holds seq 1 (acknowledged before it went away), so a
+    replay of it counts as a repeat; the backlog is seqs 2..K+1.
+    """
 
     def __init__(self, want: int, all_done: asyncio.Event, tally: list[int]) -> None:
         self.want = want
-        self.got = 0
+        self.stream = Stream()
+        self.stream.add(1)
         self.done_at = 0.0
         self._all_done = all_done
         self._tally = tally  # [devices still catching up]
 
+    @property
+    def got(self) -> int:
+        """Backlog messages received, each counted once."""
+        return self.stream.count - self.stream.repeated - 1
+
     def __call__(self, frame: dict[str, Any]) -> None:
-        if frame["type"] != "new_message" or not frame["data"]["content"].startswith("k|"):
+        if frame["type"] != "new_message":
             return
-        self.got += 1
-        if self.got == self.want:
+        self.stream.add(frame["data"]["seq"])
+        if self.got == self.want and not self.done_at:
             self.done_at = time.perf_counter()
             self._tally[0] -= 1
             if self._tally[0] == 0:
@@ -91,8 +102,10 @@ async def reconnect(url: str, args: argparse.Namespace) -> dict[str, Any]:
             )
         send_ws = [await s.connect(reconnect=False).open() for s in senders]
         await _send_all(send_ws, n_senders, chats, 1, "w", args.fill_window)
-        async with asyncio.timeout(60):
-            messages = await asyncio.gather(*first)
+        done, _ = await asyncio.wait(first, timeout=60)
+        if len(done) < n:
+            raise RuntimeError(f"lost: {n - len(done)} of {n} devices never got the first message")
+        messages = [f.result() for f in first]
         for start in range(0, n, 64):
             await asyncio.gather(
                 *(
@@ -148,8 +161,9 @@ async def reconnect(url: str, args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(0.2)  # extra (duplicate) frames would arrive now
         for ws in sessions:
             await ws.close()
-    if failures:
-        print(f"reconnect: {len(failures)} reconnects failed, e.g. {failures[0]}", file=sys.stderr)
+    tally = Tally()
+    for r, c in zip(receivers, counters, strict=True):
+        tally.add(c.stream, range(2, k + 2), f"device of {r.user_id}")
     done = [c.done_at - t0 for c in counters if c.done_at]
     hellos = [h - t0 for h in hello_at if h]
     total_s = max(done) if done else elapsed
@@ -162,14 +176,16 @@ async def reconnect(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(total_s, 3),
         "caught_up": len(done),
         "failed": len(failures),
-        "backlog_frames": sum(min(c.got, k) for c in counters),
-        "extra_frames": sum(max(0, c.got - k) for c in counters),
+        "backlog_frames": sum(c.got for c in counters),
+        **tally.figures(),
         "listen_drops": drops,
-        "messages_per_s": round(sum(min(c.got, k) for c in counters) / max(total_s, 1e-6)),
+        "messages_per_s": round(sum(c.got for c in counters) / max(total_s, 1e-6)),
         **rounded(percentiles(hellos, "hello_")),
         **rounded(percentiles(done)),
         "loadgen_cpu_pct": cpu_pct(cpu, elapsed),
         "server_cpu_pct": cpu_pct(server_cpu, elapsed),
+        "problems": counted(len(failures), "reconnects failed", failures[0] if failures else None)
+        + tally.problems("backlog messages"),
     }
 
 

@@ -31,7 +31,7 @@ async def send_junk(port: int, raw: bytes) -> bytes:
 
 
 async def test_junk_with_tokens_leaves_no_token_and_a_bounded_log(tmp_path: Path):
-    server = ServerProcess(tmp_path / "data", extra="\n[log]\nrepeats_per_minute = 5\n")
+    server = ServerProcess(tmp_path / "data", {"log": {"repeats_per_minute": 5}})
     await server.start()
     try:
         async with ChatdClient(server.url) as bob, ChatdClient(server.url) as carol:

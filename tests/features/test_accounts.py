@@ -46,7 +46,7 @@ async def test_wrong_password_is_401(base_url, user):
         assert (err.value.status, err.value.code) == (401, "unauthorized")
         with pytest.raises(ApiError) as err:
             await client.login("nobody-here", PASSWORD)
-        assert err.value.status == 401
+        assert (err.value.status, err.value.code) == (401, "unauthorized")
 
 
 async def test_user_search_by_prefix(user):
@@ -64,7 +64,7 @@ async def test_unknown_user_is_404(user):
     me = await user()
     with pytest.raises(ApiError) as err:
         await me.get_user("no-such-user")
-    assert err.value.status == 404
+    assert (err.value.status, err.value.code) == (404, "not_found")
 
 
 async def test_devices_list_and_revoke(user, device):
@@ -76,7 +76,7 @@ async def test_devices_list_and_revoke(user, device):
     await alice.revoke_device(phone.device_id)
     with pytest.raises(ApiError) as err:
         await phone.me()
-    assert err.value.status == 401
+    assert (err.value.status, err.value.code) == (401, "unauthorized")
     assert [d["device_id"] for d in await alice.devices()] == [alice.device_id]
 
 
@@ -84,7 +84,7 @@ async def test_cannot_revoke_another_users_device(user):
     alice, bob = await user(), await user()
     with pytest.raises(ApiError) as err:
         await alice.revoke_device(bob.device_id)
-    assert err.value.status == 404
+    assert (err.value.status, err.value.code) == (404, "not_found")
     assert (await bob.me())["user_id"] == bob.user_id
 
 
@@ -93,7 +93,7 @@ async def test_logout_revokes_the_token(user):
     await alice.logout()
     with pytest.raises(ApiError) as err:
         await alice.request("GET", "/users/me")
-    assert err.value.status == 401
+    assert (err.value.status, err.value.code) == (401, "unauthorized")
 
 
 async def test_contacts_add_rename_remove(user):
@@ -106,10 +106,10 @@ async def test_contacts_add_rename_remove(user):
     assert await alice.contacts() == []
     with pytest.raises(ApiError) as err:
         await alice.remove_contact(bob.user_id)
-    assert err.value.status == 404
+    assert (err.value.status, err.value.code) == (404, "not_found")
     with pytest.raises(ApiError) as err:
         await alice.add_contact("no-such-user")
-    assert err.value.status == 404
+    assert (err.value.status, err.value.code) == (404, "not_found")
 
 
 async def test_health_and_metrics_need_no_auth(base_url, user):

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -13,16 +14,15 @@ from typer.testing import CliRunner
 from chatd import __version__
 from chatd.cli import app
 from chatd.client import ApiError, ChatdClient
-from tests.conftest import FAST_AUTH
+from tests.conftest import base_config
+from tests.toml_writer import write_toml
 
 runner = CliRunner()
 
 
-def fast_config(tmp_path, extra: str = "") -> str:
-    path = tmp_path / "chatd.toml"
-    auth = "\n".join(f"{k} = {v}" for k, v in FAST_AUTH.items())
-    path.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n[auth]\n{auth}\n{extra}')
-    return str(path)
+def fast_config(tmp_path: Path, overrides: dict[str, Any] | None = None) -> str:
+    """A configuration file with cheap password hashing and ``tmp_path / "data"``."""
+    return str(write_toml(tmp_path / "chatd.toml", base_config(tmp_path / "data", overrides)))
 
 
 def test_version():
@@ -58,11 +58,13 @@ def test_user_add_list_passwd(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "created user root" in result.output
-    runner.invoke(
+    zed = runner.invoke(
         app,
         ["user", "add", "zed", "--password-stdin", "--config", config],
         input="other password\n",
     )
+    assert zed.exit_code == 0 and "created user zed" in zed.output
+    assert "as admin" not in zed.output
     listed = runner.invoke(app, ["user", "list", "--config", config])
     lines = listed.output.splitlines()
     assert lines[1].startswith("root") and "admin" in lines[1]
@@ -77,6 +79,7 @@ def test_user_add_list_passwd(tmp_path):
         input="second password\n",
     )
     assert changed.exit_code == 0
+    assert changed.output.strip() == "password of root changed; its devices are logged out"
     missing = runner.invoke(app, ["user", "ban", "nobody", "--config", config])
     assert missing.exit_code == 1 and "nobody" in missing.output
 
@@ -89,6 +92,7 @@ def test_user_add_prompts_for_password(tmp_path):
         input="typed password\ntyped password\n",
     )
     assert result.exit_code == 0, result.output
+    assert "created user prompted" in result.output
 
 
 async def test_passwd_and_created_users_can_log_in(tmp_path, aiohttp_server):
@@ -96,9 +100,9 @@ async def test_passwd_and_created_users_can_log_in(tmp_path, aiohttp_server):
     from chatd.config import load
 
     config = fast_config(tmp_path)
-    for args, password in (
-        (["add", "carol"], "carols password"),
-        (["passwd", "carol"], "new carol password"),
+    for args, password, said in (
+        (["add", "carol"], "carols password", "created user carol"),
+        (["passwd", "carol"], "new carol password", "password of carol changed"),
     ):
         result = await asyncio.to_thread(
             runner.invoke,
@@ -107,11 +111,13 @@ async def test_passwd_and_created_users_can_log_in(tmp_path, aiohttp_server):
             input=password + "\n",
         )
         assert result.exit_code == 0, result.output
+        assert said in result.output
     server = await aiohttp_server(build_app(load(Path(config))))
     async with ChatdClient(str(server.make_url("")).rstrip("/")) as client:
         await client.login("carol", "new carol password")
-        with pytest.raises(ApiError):
+        with pytest.raises(ApiError) as err:
             await client.login("carol", "carols password")
+        assert (err.value.status, err.value.code) == (401, "unauthorized")
 
 
 def test_invite_create_prints_a_code(tmp_path):
@@ -122,7 +128,7 @@ def test_invite_create_prints_a_code(tmp_path):
 
 
 def test_unknown_config_key_stops_startup_naming_it(tmp_path):
-    config = fast_config(tmp_path, "[limits]\nmax_mesage_bytes = 10\n")
+    config = fast_config(tmp_path, {"limits": {"max_mesage_bytes": 10}})
     result = subprocess.run(
         [sys.executable, "-m", "chatd", "serve", "--config", config],
         capture_output=True,
@@ -134,7 +140,7 @@ def test_unknown_config_key_stops_startup_naming_it(tmp_path):
 
 
 def test_ill_typed_config_value_stops_startup_naming_it(tmp_path):
-    config = fast_config(tmp_path, '[limits]\nmessages_per_second = "fast"\n')
+    config = fast_config(tmp_path, {"limits": {"messages_per_second": "fast"}})
     result = runner.invoke(app, ["serve", "--config", config])
     assert result.exit_code == 2
     assert "[limits] messages_per_second must be a number" in result.output
@@ -146,12 +152,12 @@ def test_missing_config_file(tmp_path):
 
 
 @pytest.mark.sqlite_only  # the command works on the data dir
-async def test_group_list_and_show(user, server):
+async def test_group_list_and_show(user, services):
     alice, bob = await user(), await user()
     group = await alice.request(
         "POST", "/groups", json={"name": "Book club", "member_ids": [bob.user_id]}
     )
-    data_dir = str(next(iter(server.app.values())).storage.db.path.parent)
+    data_dir = str(services.storage.db.path.parent)
     listed = await asyncio.to_thread(runner.invoke, app, ["group", "list", "--data-dir", data_dir])
     assert listed.exit_code == 0, listed.output
     assert group["group_id"] in listed.output and "Book club" in listed.output

@@ -8,24 +8,19 @@ from chatd.client import ChatdClient
 from tests.conftest import PASSWORD
 
 
-async def test_acked_messages_survive_sigkill(chatd_process):
-    await chatd_process.start()
-    url = chatd_process.url
-    async with ChatdClient(url) as alice, ChatdClient(url) as bob:
-        for client, name in ((alice, "alice"), (bob, "bob")):
-            await client.register(name, PASSWORD)
-            await client.login(name, PASSWORD)
-        async with alice.connect(reconnect=False) as ws:
-            first = await ws.send_message(recipient_id=bob.user_id, content="0")
-            rest = await asyncio.gather(
-                *(ws.send_message(chat_id=first["chat_id"], content=str(i)) for i in range(1, 300))
-            )
-            acks = [first, *rest]
-            chatd_process.kill()  # SIGKILL: no shutdown, no flush
-        assert await chatd_process.wait() == -9
+async def test_acked_messages_survive_sigkill(chatd_process, process_user):
+    alice, bob = await process_user("alice"), await process_user("bob")
+    async with alice.connect(reconnect=False) as ws:
+        first = await ws.send_message(recipient_id=bob.user_id, content="0")
+        rest = await asyncio.gather(
+            *(ws.send_message(chat_id=first["chat_id"], content=str(i)) for i in range(1, 300))
+        )
+        acks = [first, *rest]
+        chatd_process.kill()  # SIGKILL: no shutdown, no flush
+    assert await chatd_process.wait() == -9
 
     await chatd_process.start()
-    async with ChatdClient(url) as bob:
+    async with ChatdClient(chatd_process.url) as bob:
         await bob.login("bob", PASSWORD)  # tokens are durable, but this is a new device
         stored, after = [], 0
         while True:
@@ -39,12 +34,9 @@ async def test_acked_messages_survive_sigkill(chatd_process):
     assert [m["content"] for m in stored] == [str(i) for i in range(300)]
 
 
-async def test_tokens_survive_a_restart(chatd_process):
+async def test_tokens_survive_a_restart(chatd_process, process_user):
+    alice = await process_user("alice")
+    chatd_process.kill()
+    await chatd_process.wait()
     await chatd_process.start()
-    async with ChatdClient(chatd_process.url) as alice:
-        await alice.register("alice", PASSWORD)
-        await alice.login("alice", PASSWORD)
-        chatd_process.kill()
-        await chatd_process.wait()
-        await chatd_process.start()
-        assert (await alice.me())["username"] == "alice"
+    assert (await alice.me())["username"] == "alice"

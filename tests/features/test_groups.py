@@ -8,6 +8,7 @@ import json
 import pytest
 
 from chatd.client import ApiError
+from tests.conftest import before_sentinel
 
 
 async def users(user, n: int):
@@ -62,7 +63,7 @@ async def test_group_messages_reach_every_device_of_every_member(user, device):
         for ws in (b1, b2, c):
             got = (await ws.next_event("new_message"))["data"]
             assert got["message_id"] == ack["message_id"] and got["content"] == "hello all"
-        assert [e for e in await a.drain() if e["type"] == "new_message"] == []
+        assert await before_sentinel(a, bob, chat_id=group["group_id"]) == []  # not her own
 
 
 async def test_non_admins_cannot_change_the_group(user):
@@ -134,17 +135,20 @@ async def test_removed_member_keeps_history_up_to_removal_and_gets_nothing_after
         removed = system_event((await c.next_event("new_message"))["data"])
         assert removed["event"] == "removed" and removed["user_ids"] == [carol.user_id]
         await alice.send_message(chat_id=gid, content="after")
-        assert [e for e in await c.drain() if e["type"] == "new_message"] == []
+        got = await before_sentinel(c, alice, recipient_id=carol.user_id)
+        assert [m for m in got if m["chat_id"] == gid] == []
     async with carol.connect() as c:  # nor on reconnect
-        assert [e for e in await c.drain() if e["type"] == "new_message"] == []
+        got = await before_sentinel(c, alice, recipient_id=carol.user_id)
+        assert [m for m in got if m["chat_id"] == gid] == []
     history = await carol.messages(gid)
     assert [m["content"] for m in history["messages"]][1] == "before"
     assert "after" not in [m["content"] for m in history["messages"]]
     with pytest.raises(ApiError) as err:
         await carol.send_message(chat_id=gid, content="still here?")
     assert err.value.code == "not_found"
-    with pytest.raises(ApiError):
+    with pytest.raises(ApiError) as err:
         await carol.request("GET", f"/groups/{gid}")
+    assert (err.value.status, err.value.code) == (404, "not_found")
     inbox = next(c for c in await carol.chats() if c["chat_id"] == gid)
     assert inbox["is_member"] is False and inbox["last_seq"] == 3 and inbox["unread_count"] == 3
 

@@ -16,7 +16,7 @@ import pytest
 
 from chatd.client import ApiError
 from chatd.core.services.receipts import RecentMessages
-from chatd.gateway.context import SERVICES
+from tests.conftest import before_sentinel
 
 
 def test_recent_messages_answers_only_what_it_saw() -> None:
@@ -58,7 +58,7 @@ def test_recent_messages_is_bounded() -> None:
 
 
 @pytest.mark.parametrize("remembered", [True, False], ids=["memory", "storage"])
-async def test_group_receipt_tells_every_covered_sender(server, user, remembered):
+async def test_group_receipt_tells_every_covered_sender(services, user, remembered):
     alice, bob, carol = await user(), await user(), await user()
     group = await alice.request(
         "POST", "/groups", json={"name": "g", "member_ids": [bob.user_id, carol.user_id]}
@@ -74,7 +74,7 @@ async def test_group_receipt_tells_every_covered_sender(server, user, remembered
         got = await c_ws.collect("new_message", 3)  # the creation notice and both
         assert [e["data"]["seq"] for e in got] == [1, first["seq"], last["seq"]]
         if not remembered:
-            server.app[SERVICES].receipts.recent = RecentMessages()
+            services.receipts.recent = RecentMessages()
         await c_ws.delivery_receipt(chat_id, last["message_id"])
         for ws in (a_ws, b_ws):
             event = await _delivered_by(ws, carol.user_id)
@@ -96,14 +96,14 @@ async def _delivered_by(ws: Any, user_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("remembered", [True, False], ids=["memory", "storage"])
-async def test_receipt_for_a_message_of_another_chat_is_not_found(server, user, remembered):
+async def test_receipt_for_a_message_of_another_chat_is_not_found(services, user, remembered):
     alice, bob, carol = await user(), await user(), await user()
     async with bob.connect(auto_delivery_receipts=False) as b_ws:
         mine = await alice.send_message(recipient_id=bob.user_id, content="to bob")
         other = await alice.send_message(recipient_id=carol.user_id, content="to carol")
         await b_ws.next_event("new_message")
         if not remembered:
-            server.app[SERVICES].receipts.recent = RecentMessages()
+            services.receipts.recent = RecentMessages()
         with pytest.raises(ApiError) as refused:
             await b_ws.delivery_receipt(mine["chat_id"], other["message_id"])
         assert refused.value.code == "not_found"
@@ -124,8 +124,7 @@ async def test_a_burst_from_one_device_moves_its_cursor_over_its_own_run(user):
         )
     assert sorted(a["seq"] for a in acks) == list(range(1, 9))
     async with alice.connect() as a_ws:  # nothing of its own comes back
-        await a_ws.ping()
-        assert [e for e in await a_ws.drain() if e["type"] == "new_message"] == []
+        assert await before_sentinel(a_ws, bob, chat_id=chat_id) == []
     # Bob's messages in between (alice's device acknowledges none): her cursor
     # may follow her own messages but must not pass one of his.
     async with alice.connect(auto_delivery_receipts=False) as a_ws, bob.connect() as b_ws:
@@ -133,8 +132,7 @@ async def test_a_burst_from_one_device_moves_its_cursor_over_its_own_run(user):
         sends += [b_ws.send_message(chat_id=chat_id, content=f"y{i}") for i in range(4)]
         await asyncio.gather(*sends)
     async with alice.connect(auto_delivery_receipts=False) as a_ws:
-        await a_ws.ping()
-        replayed = [e["data"] for e in await a_ws.drain() if e["type"] == "new_message"]
+        replayed = await before_sentinel(a_ws, bob, chat_id=chat_id)
     assert {m["content"] for m in replayed} >= {f"y{i}" for i in range(4)}
     assert [m["seq"] for m in replayed] == sorted(m["seq"] for m in replayed)
 

@@ -189,7 +189,7 @@ async def test_keys_need_a_token(base_url):
         for method, path in (("GET", "/keys/count"), ("PUT", "/keys"), ("GET", "/keys/x")):
             with pytest.raises(ApiError) as err:
                 await anonymous.request(method, path, json={} if method == "PUT" else None)
-            assert err.value.status == 401
+            assert (err.value.status, err.value.code) == (401, "unauthorized")
 
 
 @pytest.mark.parametrize("config_overrides", [{"limits": {"key_fetches_per_minute": 12}}])

@@ -11,7 +11,6 @@ import pytest
 
 from chatd.client import ApiError
 from chatd.core.ids import now_ms
-from chatd.gateway.context import SERVICES
 from tests import media_files as mf
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + os.urandom(3000) + b"\n%%EOF\n"
@@ -269,8 +268,8 @@ async def test_the_websocket_refuses_foreign_media_too(user):
     assert err.value.code == "not_found"
 
 
-async def test_retention_removes_only_unreferenced_old_uploads(server, user, tmp_path):
-    media_service = server.app[SERVICES].media
+async def test_retention_removes_only_unreferenced_old_uploads(services, user, tmp_path):
+    media_service = services.media
     alice, bob = await user(), await user()
     shared = mf.png(120, 90)
     sent = await alice.upload_media(shared, "image/png")

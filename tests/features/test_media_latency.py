@@ -20,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from chatd.client import ChatdClient
 from tests import media_files as mf
 from tests.conftest import PASSWORD
-from tests.subprocess_server import ServerProcess
 
 BIG_UPLOAD = 48 * 1024 * 1024
 
@@ -55,13 +54,6 @@ async def main(url, password, photo_path, size):
 
 asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
-
-
-async def _client(url: str, name: str) -> ChatdClient:
-    client = ChatdClient(url)
-    await client.register(name, PASSWORD)
-    await client.login(name, PASSWORD)
-    return client
 
 
 def _photo(path: Path) -> None:
@@ -95,16 +87,16 @@ def _summary(latencies: list[float]) -> str:
     )
 
 
-async def test_messages_keep_flowing_during_a_large_upload_and_thumbnails(tmp_path):
+@pytest.mark.sqlite_only  # the figures in docs/benchmarks.md are for the default store
+async def test_messages_keep_flowing_during_a_large_upload_and_thumbnails(
+    tmp_path, chatd_process, process_user
+):
     photo = tmp_path / "photo.jpg"
     await asyncio.to_thread(_photo, photo)
-    server = ServerProcess(tmp_path / "data")
-    await server.start()
-    clients: list[ChatdClient] = []
+    server = chatd_process
     uploader = None
     try:
-        alice, bob, carol = [await _client(server.url, n) for n in ("alice", "bob", "carol")]
-        clients += [alice, bob, carol]
+        alice, bob, carol = [await process_user(n) for n in ("alice", "bob", "carol")]
         chat = await alice.open_direct(bob.user_id)
         await carol.upload_media(mf.png(), "image/png")  # the worker processes are started
         uploader = await asyncio.create_subprocess_exec(
@@ -144,6 +136,3 @@ async def test_messages_keep_flowing_during_a_large_upload_and_thumbnails(tmp_pa
         if uploader is not None and uploader.returncode is None:
             uploader.kill()
             await uploader.wait()
-        for client in clients:
-            await client.aclose()
-        server.stop()

@@ -34,10 +34,9 @@ from chatd.client import ApiError, ChatdClient
 from chatd.core.errors import ChatdError
 from chatd.core.ids import now_ms
 from chatd.core.models import MessageDraft, WatermarkMove
-from chatd.gateway.context import SERVICES
 from chatd.migrate import runner
 from chatd.migrate.runner import MigrateError, Options, migrate
-from tests.conftest import PASSWORD, test_config
+from tests.conftest import PASSWORD, services_of, test_config
 from tests.scylla_server import ScyllaServer, scylla_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +91,7 @@ async def build_world(data_dir: Path) -> World:
     server = TestServer(build_app(test_config(data_dir)))
     await server.start_server()
     base = str(server.make_url("")).rstrip("/")
-    storage = server.app[SERVICES].storage
+    storage = services_of(server).storage
     clients: list[ChatdClient] = []
     try:
         c: dict[str, ChatdClient] = {}
@@ -357,7 +356,7 @@ async def test_a_migrated_chatd_shows_and_continues_the_same_state(
         last_group = old_group[-1]["seq"]
         with pytest.raises(ApiError) as removed:
             await dave.send_message(chat_id=group, content="I was removed")
-        assert removed.value.status == 404
+        assert (removed.value.status, removed.value.code) == (404, "not_found")
         assert (await eve.send_message(chat_id=group, content="hi"))["seq"] == last_group + 1
         await alice.add_members(group, [a["dave"].user_id])  # a group change: epoch moves
         back = await dave.send_message(chat_id=group, content="back again")
@@ -374,15 +373,16 @@ async def test_a_migrated_chatd_shows_and_continues_the_same_state(
         async with ChatdClient(base) as newcomer:
             with pytest.raises(ApiError) as taken:
                 await newcomer.register("alice", PASSWORD)
-            assert taken.value.status == 409
+            assert (taken.value.status, taken.value.code) == (409, "conflict")
         [bundle] = await eve.get_keys(a["alice"].user_id)
         assert bundle["one_time_prekey"] is not None and await alice.key_count() == 4
         laptop = [d for d in await alice.devices() if d["name"] == "laptop"]
         await alice.revoke_device(laptop[0]["device_id"])
         async with ChatdClient(base, token=world.extra_tokens["alice laptop"]) as gone:
-            with pytest.raises(ApiError):
+            with pytest.raises(ApiError) as revoked:
                 await gone.me()
-    store = scylla.app[SERVICES].storage
+            assert (revoked.value.status, revoked.value.code) == (401, "unauthorized")
+    store = services_of(scylla).storage
     assert await store.invites.consume("INVITE-OPEN", 0)
     unsent = await store.media.unreferenced(now_ms() + 86_400_000, 10)
     assert [m.uploader_id for m in unsent] == [a["bob"].user_id]

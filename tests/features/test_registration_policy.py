@@ -13,14 +13,13 @@ def config_overrides():
     return {"auth": {"registration": "invite"}}
 
 
-async def test_invite_only_registration(base_url, server):
-    services = next(iter(server.app.values()))
+async def test_invite_only_registration(base_url, services):
     code = await services.accounts.create_invite(uses=1)
     async with ChatdClient(base_url) as client:
         with pytest.raises(ApiError) as err:
             await client.register("no_invite", PASSWORD)
-        assert err.value.status == 403
+        assert (err.value.status, err.value.code) == (403, "forbidden")
         await client.register("invited", PASSWORD, invite_code=code)
         with pytest.raises(ApiError) as err:
             await client.register("second", PASSWORD, invite_code=code)
-        assert err.value.status == 403
+        assert (err.value.status, err.value.code) == (403, "forbidden")

@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
+from tests.conftest import raw_ws
 from tests.prometheus import scrape
 
 
@@ -18,16 +19,14 @@ def config_overrides():
     }
 
 
-async def test_stuck_client_is_closed_with_1013_and_others_are_not_slowed(user, base_url):
+async def test_stuck_client_is_closed_with_1013_and_others_are_not_slowed(user):
     alice, stuck, healthy = await user(), await user(), await user()
     group = await alice.request(
         "POST", "/groups", json={"name": "g", "member_ids": [stuck.user_id, healthy.user_id]}
     )
     big = "x" * 59_000
-    async with aiohttp.ClientSession() as http, healthy.connect() as ok_ws:
-        never_reads = await http.ws_connect(
-            base_url + "/ws", headers={"Authorization": f"Bearer {stuck.token}"}
-        )
+    # The raw socket is not read until the stuck client has been cut off.
+    async with raw_ws(stuck) as never_reads, healthy.connect() as ok_ws:
         await ok_ws.next_event("new_message")  # the group's creation notice
         assert (await alice.user_status(stuck.user_id))["status"] == "online"
         before = await scrape(alice)
@@ -53,4 +52,3 @@ async def test_stuck_client_is_closed_with_1013_and_others_are_not_slowed(user, 
                 await asyncio.sleep(0.05)
         await alice.send_message(chat_id=group["group_id"], content="after")
         assert (await ok_ws.next_event("new_message"))["data"]["content"] == "after"
-        await never_reads.close()

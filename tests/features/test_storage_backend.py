@@ -7,7 +7,7 @@ import asyncio
 from tests.scylla_server import scylla_server
 
 
-async def test_accounts_land_in_the_configured_store(user, server, server_storage):
+async def test_accounts_land_in_the_configured_store(user, services, server_storage):
     alice = await user()
     if server_storage == "scylla":
         rows = await asyncio.to_thread(
@@ -17,6 +17,6 @@ async def test_accounts_land_in_the_configured_store(user, server, server_storag
         )
         assert [r.user_id for r in rows] == [alice.user_id]
     else:
-        storage = next(iter(server.app.values())).storage
+        storage = services.storage
         assert (await storage.users.get_by_name(alice.username)).user_id == alice.user_id
         assert storage.db.path.is_file()

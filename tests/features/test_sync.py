@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.conftest import before_sentinel
+
 
 async def test_offline_recipient_gets_messages_in_order_on_connect(user):
     alice, bob = await user(), await user()
@@ -10,7 +12,7 @@ async def test_offline_recipient_gets_messages_in_order_on_connect(user):
         got = await b_ws.collect("new_message", 5)
         assert [e["data"]["seq"] for e in got] == [1, 2, 3, 4, 5]
         assert [e["data"]["message_id"] for e in got] == [a["message_id"] for a in acks]
-        assert [e for e in await b_ws.drain() if e["type"] == "new_message"] == []
+        assert await before_sentinel(b_ws, alice, recipient_id=bob.user_id) == []
 
 
 async def test_unacknowledged_messages_are_replayed_until_receipted(user):
@@ -29,7 +31,7 @@ async def test_unacknowledged_messages_are_replayed_until_receipted(user):
     async with bob.connect(auto_delivery_receipts=False) as b_ws:
         rest = await b_ws.collect("new_message", 1)
         assert rest[0]["data"]["seq"] == 3
-        assert [e for e in await b_ws.drain() if e["type"] == "new_message"] == []
+        assert await before_sentinel(b_ws, alice, recipient_id=bob.user_id) == []
     assert got[0]["data"]["content"] == "m0"
 
 
@@ -42,7 +44,7 @@ async def test_receipted_messages_are_not_sent_again(user):
         await b_ws.ping()
         await b_ws.drain()
     async with bob.connect() as b_ws:
-        assert [e for e in await b_ws.drain() if e["type"] == "new_message"] == []
+        assert await before_sentinel(b_ws, alice, recipient_id=bob.user_id) == []
 
 
 async def test_messages_sent_during_replay_arrive_after_it_in_order(user):
@@ -55,7 +57,7 @@ async def test_messages_sent_during_replay_arrive_after_it_in_order(user):
             await a_ws.send_message(chat_id=first["chat_id"], content=str(i))
         got = await b_ws.collect("new_message", 320, timeout=20)
         assert [e["data"]["seq"] for e in got] == list(range(1, 321))
-        assert [e for e in await b_ws.drain() if e["type"] == "new_message"] == []
+        assert await before_sentinel(b_ws, alice, chat_id=first["chat_id"]) == []
 
 
 async def test_each_device_has_its_own_watermark(user, device):
@@ -75,4 +77,4 @@ async def test_sending_device_is_not_sent_its_own_messages_again(user):
     async with alice.connect() as a_ws:
         await a_ws.send_message(recipient_id=bob.user_id, content="mine")
     async with alice.connect() as a_ws:
-        assert [e for e in await a_ws.drain() if e["type"] == "new_message"] == []
+        assert await before_sentinel(a_ws, bob, recipient_id=alice.user_id) == []

@@ -1,0 +1,60 @@
+"""The benchmark fails a run in which the server loses messages, and only then.
+
+``CHATD_FAULT_DROP_EVERY`` (``chatd/testing/faults.py``) makes the server it
+starts drop live new_message deliveries; the same run without it passes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchlib.integrity import Stream, Tally  # noqa: E402
+
+WORKLOADS = {
+    "pairs": ["--pairs", "2", "--window", "4", "--seconds", "0.5"],
+    "group": ["--members", "4", "--window", "4", "--seconds", "0.5"],
+}
+
+
+def bench(tmp_path: Path, workload: str, fault: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CHATD_FAULT_DROP_EVERY"}
+    if fault:
+        env["CHATD_FAULT_DROP_EVERY"] = fault
+    out = tmp_path / "results.jsonl"
+    args = [sys.executable, "scripts/bench.py", workload, "--quick", *WORKLOADS[workload]]
+    return subprocess.run(
+        [*args, "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+def test_a_run_that_loses_messages_fails_with_a_clear_line(tmp_path, workload):
+    clean = bench(tmp_path, workload, None)
+    assert clean.returncode == 0, clean.stderr
+    assert "FAILED" not in clean.stderr
+
+    lossy = bench(tmp_path, workload, "20")
+    assert lossy.returncode == 1
+    lines = [line for line in lossy.stderr.splitlines() if line.startswith(f"{workload}: FAILED")]
+    assert len(lines) == 1 and " lost " in lines[0], lossy.stderr
+
+
+def test_repeats_reorders_and_gaps_are_told_apart():
+    stream = Stream()
+    for seq in (1, 2, 4, 3, 4, 6):
+        stream.add(seq)
+    tally = Tally()
+    tally.add(stream, range(1, 8), "device d")
+    assert (tally.lost, tally.repeated, tally.reordered) == (2, 1, 1)
+    assert tally.problems("messages") == [
+        "lost 2 of 7 messages (first: device d seq 5)",
+        "duplicated 1 messages",
+        "reordered 1 messages (a later seq came first)",
+    ]
