@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -29,8 +30,15 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(
-        self, data_dir: Path, overrides: dict[str, Any] | None = None, port: int | None = None
+        self,
+        data_dir: Path,
+        overrides: dict[str, Any] | None = None,
+        port: int | None = None,
+        *,
+        descriptors: int | None = None,
     ) -> None:
+        """``descriptors``: the child's RLIMIT_NOFILE (soft and hard), to test its limits."""
+        self.descriptors = descriptors
         self.data_dir = data_dir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -59,6 +67,7 @@ class ServerProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ},
+            preexec_fn=self._limit if self.descriptors else None,
         )
         deadline = asyncio.get_running_loop().time() + 60  # ScyllaDB: connect, check schema
         async with aiohttp.ClientSession() as http:
@@ -75,6 +84,9 @@ class ServerProcess:
                     pass
                 await asyncio.sleep(0.05)
         raise RuntimeError(f"chatd did not become healthy: {self.log_path.read_text()}")
+
+    def _limit(self) -> None:  # in the child, before exec
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.descriptors, self.descriptors))
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.abuse_checks import assert_still_healthy
 from tests.conftest import PASSWORD
-from tests.still_healthy import assert_still_healthy
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from tests.abuse_checks import assert_still_healthy
 from tests.features.test_keys import publish
-from tests.still_healthy import assert_still_healthy
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 
 from chatd.client import ChatdClient
+from tests.abuse_checks import assert_still_healthy
 from tests.conftest import PASSWORD
-from tests.still_healthy import assert_still_healthy
 from tests.subprocess_server import ServerProcess
 
 SECRETS = ("QUERYSECRETqq", "HEADERSECRETww", "ESCAPEDSECRETee")

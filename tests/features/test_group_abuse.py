@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from chatd.client import ApiError
-from tests.still_healthy import assert_still_healthy
+from tests.abuse_checks import assert_still_healthy
 
 
 @pytest.fixture
