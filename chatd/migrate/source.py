@@ -60,6 +60,7 @@ TABLES = {
     "one_time_prekeys": True,
     "revocations": False,  # the revocation feed: see chatd/storage/scylla/importer/
     "schema_migrations": False,
+    "write_probe": False,  # /health's probe after a failed write: always empty
 }
 
 

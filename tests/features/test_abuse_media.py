@@ -183,3 +183,49 @@ async def test_a_full_disk_refuses_uploads_and_turns_health_unavailable(
         await asyncio.sleep(0.2)
     assert (await bob.upload_media(pdf(1_200_000, 2), "application/pdf"))["size"] == 1_200_000
     await still_serving(user, base_url)
+
+
+@pytest.fixture
+def small_data_disk(tmp_path: Path):
+    """A 6 MiB tmpfs as the whole data directory, with a 3 MiB file taking half of it
+    (needs root; skipped otherwise). The test frees space by deleting the filler."""
+    folder = tmp_path / "data"
+    folder.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
+    (folder / "filler").write_bytes(b"\0" * (3 << 20))
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.sqlite_only  # the SQLite file itself runs out of room
+async def test_a_full_disk_under_sqlite_turns_health_unavailable_until_space_is_freed(
+    small_data_disk, user, base_url
+):
+    alice, bob = await user(), await user()
+    body = "x" * 60_000
+    for i in range(200):  # at most ~12 MB: the disk fills long before
+        try:
+            await alice.send_message(recipient_id=bob.user_id, content=f"{i} {body}")
+        except ApiError as exc:
+            assert (exc.status, exc.code) == (503, "unavailable")
+            break
+    else:
+        pytest.fail("the disk never filled")
+    status, reply, _ = await health(base_url)
+    assert status == 503 and reply["status"] == "unavailable" and reply["reason"], reply
+    stored = (await bob.messages((await alice.chats())[0]["chat_id"], limit=1))["messages"]
+    assert stored and stored[0]["content"].startswith(f"{i - 1} ")  # nothing acked was lost
+
+    (small_data_disk / "filler").unlink()  # an operator frees space
+    deadline = time.monotonic() + 10
+    while (await health(base_url))[0] != 200:
+        assert time.monotonic() < deadline, "health did not recover"
+        await asyncio.sleep(0.2)
+    sent = await alice.send_message(recipient_id=bob.user_id, content="room again")
+    assert sent["seq"] == i + 1  # seqs go on without a gap

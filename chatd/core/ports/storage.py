@@ -281,7 +281,8 @@ class Storage(Protocol):
         """Finish pending writes, then release connections."""
 
     async def ping(self) -> bool:
-        """True when the store answers (for /health)."""
+        """True when the store answers and its writes succeed (for /health): after a
+        failed write (a full disk) False until a write succeeds again."""
 
 
 # -- batching: an optional capability, declared here and checked once at wiring --

@@ -49,7 +49,7 @@ class SqliteStorage:
 
     async def ping(self) -> bool:
         try:
-            return await self.db.fetchone("SELECT 1") is not None
+            return await self.db.writable() and await self.db.fetchone("SELECT 1") is not None
         except Exception:
             return False
 

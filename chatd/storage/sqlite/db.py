@@ -117,6 +117,10 @@ class Database:
         self._max_batch = max_batch
         self._observe = observe or (lambda op, seconds: None)
         self._writer: sqlite3.Connection | None = None
+        #: Set when a write fails for a reason other than a refusal (disk full,
+        #: I/O error), cleared by the next commit that succeeds; /health reports it.
+        self.writes_failing = False
+        self._probed_at = 0.0
         self._thread: ThreadPoolExecutor | None = None  # the writer's, and only its
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -214,6 +218,31 @@ class Database:
         self._queue.put_nowait(op)
         return op.future
 
+    async def writable(self) -> bool:
+        """False while writes fail (a full disk, an I/O error) until one succeeds again.
+
+        After a failure, a write the size of a large message (64 KiB, inserted
+        and deleted in one transaction) probes the file, at most once a second,
+        so health recovers by itself once an operator frees space, even if no
+        client writes meanwhile.
+        """
+        if not self.writes_failing:
+            return True
+        now = time.monotonic()
+        if now - self._probed_at < 1.0:
+            return False
+        self._probed_at = now
+
+        def probe(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO write_probe (id, body) VALUES (1, zeroblob(65536))")
+            conn.execute("DELETE FROM write_probe")
+
+        try:
+            await self.job(probe)
+        except ChatdError:
+            return False
+        return not self.writes_failing
+
     async def job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in the writer's thread and transaction; it may raise ChatdError
         to refuse (its writes are undone, its neighbours' kept)."""
@@ -238,10 +267,12 @@ class Database:
         started = time.perf_counter()
         try:
             await self._run_in_transaction(batch)
+            self.writes_failing = False
         except Exception:
             if len(batch) == 1:
                 log.exception("write failed")
                 batch[0].result = ChatdError("unavailable", "storage write failed")
+                self.writes_failing = True
             else:
                 log.warning("batch of %d failed; retrying one by one", len(batch))
                 for op in batch:
