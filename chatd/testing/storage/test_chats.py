@@ -120,6 +120,7 @@ async def test_inbox_pages_by_recent_activity(storage, make_user, make_direct, s
     alice = await make_user("alice")
     others = [await make_user(f"peer{i}") for i in range(5)]
     chats = [await make_direct(alice, other) for other in others]
+    await asyncio.sleep(0.005)  # activity is in ms: each step below in a later one
     await send(chats[1], others[1])  # chat 1, then chat 3, have the latest activity
     await asyncio.sleep(0.005)
     await send(chats[3], alice)

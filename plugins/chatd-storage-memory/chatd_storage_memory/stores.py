@@ -31,6 +31,7 @@ from chatd.core.models import (
     WatermarkMove,
     WatermarkResult,
 )
+from chatd.core.prekeys import prekeys_to_add
 
 if TYPE_CHECKING:
     from chatd_storage_memory.data import Tables
@@ -43,6 +44,7 @@ USER_FIELDS = frozenset(
         "avatar_media_id",
         "password_hash",
         "is_admin",
+        "group_add",
         "banned",
         "last_seen",
     }
@@ -311,6 +313,18 @@ class Chats(_Store):
         t = self._t
         return [t.members[chat_id][user_id] for chat_id in t.inbox.get(user_id, {})]
 
+    async def inbox(
+        self, user_id: str, limit: int, before: tuple[int, str] | None = None
+    ) -> list[tuple[Chat, Member]]:
+        t = self._t
+        pairs = [
+            (t.chats[chat_id], t.members[chat_id][user_id]) for chat_id in t.inbox.get(user_id, {})
+        ]
+        pairs.sort(key=lambda p: (p[0].last_activity, p[0].chat_id), reverse=True)
+        if before is not None:
+            pairs = [p for p in pairs if (p[0].last_activity, p[0].chat_id) < before]
+        return pairs[:limit]
+
     async def group_ids(self, limit: int, after: str = "") -> list[str]:
         groups = (c.chat_id for c in self._t.chats.values() if c.kind == "group")
         return sorted(i for i in groups if i > after)[:limit]
@@ -451,15 +465,18 @@ class MediaRecords(_Store):
 
 
 class Keys(_Store):
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey]) -> None:
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
         t = self._t
         known = t.keys.get(keys.device_id)
-        if known is not None and known.identity_key != keys.identity_key:
+        renewed = known is not None and known.identity_key != keys.identity_key
+        held = set() if renewed else set(t.prekeys.get(keys.device_id, {}))
+        fresh = prekeys_to_add(held, one_time, limit)  # raises before anything changes
+        if renewed:
             t.prekeys.pop(keys.device_id, None)  # a reinstalled device: old prekeys go
         t.keys[keys.device_id] = keys
         prekeys = t.prekeys.setdefault(keys.device_id, {})
-        for prekey in one_time:  # a key id the device has is left as it is
-            prekeys.setdefault(prekey.key_id, prekey.public_key)
+        for prekey in fresh:
+            prekeys[prekey.key_id] = prekey.public_key
 
     async def get(self, device_id: str) -> DeviceKeys | None:
         return self._t.keys.get(device_id)
