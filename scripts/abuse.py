@@ -140,13 +140,15 @@ async def slow_readers(server: Server, http: aiohttp.ClientSession, until: float
         assert proto.transport is not None
         proto.transport.pause_reading()  # and never read again
         held.append(proto)
-    await asyncio.sleep(max(0.0, until - time.monotonic()))
-    closed = sum(p.closed for p in held)
+    opened_at = time.monotonic()
+    await asyncio.sleep(max(0.0, until - time.monotonic(), LIMITS["socket_stall_s"] + 2))
+    left = (await victim.health())["connections"] - 1  # less the canary's socket
     for p in held:
         p.close()
     return (
         f"{len(held)} sockets held a 300 x 60 kB backlog without reading; "
-        f"{refused} refused at the cap; {closed} closed by the server as stalled"
+        f"{refused} refused at the cap; {len(held) - left} cut off by the server as stalled "
+        f"within {time.monotonic() - opened_at:.0f} s"
     )
 
 
