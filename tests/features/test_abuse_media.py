@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,13 +143,11 @@ async def test_bytes_uploaded_per_day_are_limited_per_user(user):
 # -- item 7: a full disk -------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_media_disk(tmp_path: Path):
-    """A 2 MiB tmpfs where the server keeps media (needs root; skipped otherwise)."""
-    folder = tmp_path / "data" / "media"
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """``folder`` as a tmpfs of ``size`` (needs root; the test is skipped otherwise)."""
     folder.mkdir(parents=True)
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
         capture_output=True,
         check=False,
     )
@@ -156,6 +155,12 @@ def small_media_disk(tmp_path: Path):
         pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
     yield folder
     subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def small_media_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs where the server keeps media."""
+    yield from small_tmpfs(tmp_path / "data" / "media", "2m")
 
 
 async def test_a_full_disk_refuses_uploads_and_turns_health_unavailable(
@@ -186,21 +191,12 @@ async def test_a_full_disk_refuses_uploads_and_turns_health_unavailable(
 
 
 @pytest.fixture
-def small_data_disk(tmp_path: Path):
-    """A 6 MiB tmpfs as the whole data directory, with a 3 MiB file taking half of it
-    (needs root; skipped otherwise). The test frees space by deleting the filler."""
-    folder = tmp_path / "data"
-    folder.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
-    (folder / "filler").write_bytes(b"\0" * (3 << 20))
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
+def small_data_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MiB tmpfs as the whole data directory, with a 3 MiB file taking half of it;
+    the test frees space by deleting the filler."""
+    for folder in small_tmpfs(tmp_path / "data", "6m"):
+        (folder / "filler").write_bytes(b"\0" * (3 << 20))
+        yield folder
 
 
 @pytest.mark.sqlite_only  # the SQLite file itself runs out of room
