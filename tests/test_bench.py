@@ -43,7 +43,9 @@ def test_a_run_that_loses_messages_fails_with_a_clear_line(tmp_path, workload):
     lossy = bench(tmp_path, workload, "20")
     assert lossy.returncode == 1
     lines = [line for line in lossy.stderr.splitlines() if line.startswith(f"{workload}: FAILED")]
-    assert len(lines) == 1 and " lost " in lines[0], lossy.stderr
+    # The loss is named; a lossy server may be caught at more than that (seen once:
+    # 3 duplicated deliveries in a group run beside the lost ones), never less.
+    assert any(" lost " in line for line in lines), lossy.stderr
 
 
 def test_repeats_reorders_and_gaps_are_told_apart():

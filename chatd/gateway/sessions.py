@@ -118,6 +118,7 @@ class Session:
         "_out",
         "_out_bytes",
         "_outbox",
+        "_replayed",
         "_room",
         "_stamps",
         "_transport",
@@ -155,6 +156,10 @@ class Session:
         self.syncing = True
         self._held: list[tuple[Event, bytes]] | None = None
         self._held_bytes = 0
+        #: After the replay: per chat, the last seq it sent, until a later live one
+        #: comes (a message stored before the replay read it may be released to
+        #: the sockets after: the replay's copy is the one kept).
+        self._replayed: dict[str, int] | None = None
         #: Resolved when queued frames were written (the replay waits on it).
         self._room: asyncio.Future[None] | None = None
         self.closing = False
@@ -183,7 +188,17 @@ class Session:
             else:
                 held.append((event, framed))
             return
-        self._push(framed, event.created_at if event.chat_id is not None else 0)
+        if event.chat_id is None:
+            self._push(framed, 0)
+            return
+        replayed = self._replayed
+        if replayed is not None and event.chat_id in replayed:
+            if event.seq <= replayed[event.chat_id]:
+                return  # the replay sent it already
+            del replayed[event.chat_id]  # later ones are all new
+            if not replayed:
+                self._replayed = None
+        self._push(framed, event.created_at)
 
     def _push(self, framed: bytes, stamp: int) -> None:
         out = self._out
@@ -274,9 +289,9 @@ class Session:
         self.syncing = False
         held, self._held = self._held, None
         self._held_bytes = 0
+        self._replayed = dict(replayed) or None
         for event, framed in held or ():
-            if event.seq > replayed.get(event.chat_id or "", 0):
-                self.deliver(framed, event)
+            self.deliver(framed, event)
 
     def close(self, code: int, reason: str, *, drain: bool = False) -> None:
         """Close the socket; with ``drain``, frames already queued are written first."""
