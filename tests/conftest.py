@@ -158,11 +158,23 @@ UserFactory = Callable[..., Awaitable[ChatdClient]]
 @pytest.fixture
 async def user(base_url: str) -> AsyncIterator[UserFactory]:
     """``await user("alice")``: a registered, logged-in client; ``login_again=`` adds a device."""
+    async with signed_in_clients(base_url) as make:
+        yield make
+
+
+@contextlib.asynccontextmanager
+async def signed_in_clients(
+    url: str, before: Callable[[], Awaitable[None]] | None = None
+) -> AsyncIterator[UserFactory]:
+    """A factory of registered, logged-in clients of ``url``, closed on exit; ``before``
+    runs ahead of each (starting a server process the first time, say)."""
     clients: list[ChatdClient] = []
 
     async def make(name: str | None = None, *, register: bool = True) -> ChatdClient:
+        if before is not None:
+            await before()
         username = name or f"user{next(_names)}"
-        client = ChatdClient(base_url)
+        client = ChatdClient(url)
         clients.append(client)
         if register:
             await client.register(username, PASSWORD)
@@ -170,9 +182,11 @@ async def user(base_url: str) -> AsyncIterator[UserFactory]:
         client.username = username  # type: ignore[attr-defined]
         return client
 
-    yield make
-    for client in clients:
-        await client.aclose()
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 @pytest.fixture
@@ -207,21 +221,13 @@ async def chatd_process(tmp_path: Path, server_overrides: dict[str, Any]) -> Asy
 async def process_user(chatd_process: Any) -> AsyncIterator[UserFactory]:
     """``await process_user("alice")``: registered and logged in on ``chatd_process``
     (started first if it is not running); closed when the test ends."""
-    clients: list[ChatdClient] = []
 
-    async def make(name: str) -> ChatdClient:
+    async def started() -> None:
         if chatd_process.proc is None:
             await chatd_process.start()
-        client = ChatdClient(chatd_process.url)
-        clients.append(client)
-        await client.register(name, PASSWORD)
-        await client.login(name, PASSWORD)
-        client.username = name  # type: ignore[attr-defined]
-        return client
 
-    yield make
-    for client in clients:
-        await client.aclose()
+    async with signed_in_clients(chatd_process.url, started) as make:
+        yield make
 
 
 @contextlib.asynccontextmanager
