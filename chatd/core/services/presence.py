@@ -56,9 +56,6 @@ class PresenceService:
         #: users whose latest change waits for the end of their interval
         self._trailing: dict[str, asyncio.TimerHandle] = {}
 
-    def is_online(self, user_id: str) -> bool:
-        return self._presence.is_online(user_id)
-
     async def connected(self, caller: Caller) -> None:
         if self._presence.connected(caller.user_id, caller.device_id):
             await self._announce(caller.user_id, "online", now_ms())
