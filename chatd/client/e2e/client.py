@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,27 @@ class Outgoing:
     type: str
     members: set[str]
     ciphertexts: dict[str, dict[str, str]]
+
+
+_NAMED = re.compile(r"(missing|unknown) devices?: ([^;]+)")
+
+
+def named_devices(error: ApiError) -> tuple[set[str], set[str]] | None:
+    """The (missing, unknown) device ids a ``bad_request`` names, or None if it names none.
+
+    The server says ``missing devices: a, b; unknown devices: c`` (docs/protocol.md);
+    lists in the error object (``missing``/``unknown``) are read too.
+    """
+    found: dict[str, set[str]] = {"missing": set(), "unknown": set()}
+    for kind, ids in _NAMED.findall(error.message):
+        found[kind] |= {i.strip() for i in ids.split(",") if i.strip()}
+    for kind in found:
+        listed = error.details.get(kind) or error.details.get(f"{kind}_device_ids")
+        if isinstance(listed, list):
+            found[kind] |= {str(i) for i in listed}
+    if not found["missing"] and not found["unknown"]:
+        return None if "device" not in error.message.lower() else (set(), set())
+    return found["missing"], found["unknown"]
 
 
 def saved_login(store: E2EStore) -> dict[str, Any] | None:
@@ -222,13 +244,11 @@ class E2EClient:
                 except ApiError as exc:
                     if exc.code != "bad_request" or attempt == SEND_ATTEMPTS:
                         raise
-                    if "device" not in f"{exc.message} {exc.details}".lower():
+                    named = named_devices(exc)
+                    if named is None:
                         raise
-                    log.info("refetching bundles for chat %s: %s", out.chat_id, exc.message)
-                    self._members.pop(out.chat_id, None)
-                    out.members = await self._chat_members(out.chat_id)
-                    self._stale |= out.members
-                    await self._seal(out)
+                    log.info("devices to correct for chat %s: %s", out.chat_id, exc.message)
+                    await self._correct(out, *named)
                     continue
                 self.device.record_sent(
                     ack, content=out.content, type=out.type, client_msg_id=out.client_msg_id
@@ -237,6 +257,29 @@ class E2EClient:
             raise AssertionError("unreachable")
         finally:
             self._sending.discard(out.client_msg_id)
+
+    async def _correct(self, out: Outgoing, missing: set[str], unknown: set[str]) -> None:
+        """Fix the device lists after a refusal naming ``missing`` and ``unknown`` devices.
+
+        Unknown devices are dropped without asking the server; each missing one is
+        looked for by refetching the members' bundles, one member at a time, until
+        all are found (a refetch spends one of each device's one-time prekeys).
+        """
+        self._members.pop(out.chat_id, None)
+        out.members = await self._chat_members(out.chat_id)
+        for user_id in sorted(out.members):
+            known = self.store.get("directory", user_id)
+            if known is not None and unknown & set(known["devices"]):
+                kept = [d for d in known["devices"] if d not in unknown]
+                self.store.put("directory", user_id, {"devices": kept})
+        if not missing and not unknown:
+            self._stale |= out.members
+        for user_id in sorted(out.members):
+            if not missing:
+                break
+            self._stale.add(user_id)
+            missing -= {device for _, device in await self._devices({user_id})}
+        await self._seal(out)
 
     async def _post(self, out: Outgoing) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -363,10 +406,22 @@ class E2EClient:
         if kind == "keys_low":
             await self.replenish(int(data.get("one_time_prekeys", 0)))
         elif kind == "devices_changed":
-            self._stale.add(str(data.get("user_id")))
+            self._devices_changed(str(data.get("user_id")), data.get("device_ids"))
         elif kind == "new_message":
             return await self._receive(data)
         return None
+
+    def _devices_changed(self, user_id: str, device_ids: Any) -> None:
+        """Forget revoked devices at once; fetch bundles of new ones on the next send."""
+        known = self.store.get("directory", user_id)
+        if known is None or not isinstance(device_ids, list):
+            self._stale.add(user_id)
+            return
+        now = set(device_ids) - {self.device_id}
+        kept = [d for d in known["devices"] if d in now]
+        self.store.put("directory", user_id, {"devices": kept})
+        if now - set(kept):
+            self._stale.add(user_id)
 
     async def _receive(self, data: dict[str, Any]) -> Received | None:
         if data.get("client_msg_id") in self._sending and data.get("sender_id") == self.user_id:
