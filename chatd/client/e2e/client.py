@@ -106,6 +106,7 @@ class E2EClient:
         self.ws: WsSession | None = None
         self.prekey_target = prekey_target
         self.duplicates = 0  # deliveries recognised as already opened
+        self.corrections = 0  # sends the server refused for their device list, then retried
         self._inbox: asyncio.Queue[Received] = asyncio.Queue()
         self._members: dict[str, set[str]] = {}
         self._stale: set[str] = set()
@@ -265,6 +266,7 @@ class E2EClient:
         looked for by refetching the members' bundles, one member at a time, until
         all are found (a refetch spends one of each device's one-time prekeys).
         """
+        self.corrections += 1
         self._members.pop(out.chat_id, None)
         out.members = await self._chat_members(out.chat_id)
         for user_id in sorted(out.members):
@@ -404,7 +406,7 @@ class E2EClient:
         """Act on one server event (the reader calls this for each)."""
         kind, data = event.get("type"), event.get("data") or {}
         if kind == "keys_low":
-            await self.replenish(int(data.get("one_time_prekeys", 0)))
+            await self.replenish()  # the count now, not the event's: several may be queued
         elif kind == "devices_changed":
             self._devices_changed(str(data.get("user_id")), data.get("device_ids"))
         elif kind == "new_message":
