@@ -57,14 +57,14 @@ _NAMED = re.compile(r"(missing|unknown) devices?: ([^;]+)")
 def named_devices(error: ApiError) -> tuple[set[str], set[str]] | None:
     """The (missing, unknown) device ids a ``bad_request`` names, or None if it names none.
 
-    The server says ``missing devices: a, b; unknown devices: c`` (docs/protocol.md);
-    lists in the error object (``missing``/``unknown``) are read too.
+    chatd's error object lists them (``missing_devices``, ``unknown_devices``) and its
+    message says ``missing devices: a, b; unknown devices: c``; either is enough.
     """
     found: dict[str, set[str]] = {"missing": set(), "unknown": set()}
     for kind, ids in _NAMED.findall(error.message):
         found[kind] |= {i.strip() for i in ids.split(",") if i.strip()}
     for kind in found:
-        listed = error.details.get(kind) or error.details.get(f"{kind}_device_ids")
+        listed = error.details.get(f"{kind}_devices")
         if isinstance(listed, list):
             found[kind] |= {str(i) for i in listed}
     if not found["missing"] and not found["unknown"]:
@@ -112,6 +112,7 @@ class E2EClient:
         self._stale: set[str] = set()
         self._sending: set[str] = set()
         self._reader: asyncio.Task[None] | None = None
+        self._directory_lock = asyncio.Lock()  # one bundle fetch per user at a time
 
     @classmethod
     def resume(cls, base_url: str, store: E2EStore, **options: Any) -> E2EClient:
@@ -336,6 +337,10 @@ class E2EClient:
         A user's device list comes from the store, refetched (``GET /keys``) when
         unknown, stale, or when a listed device has no session.
         """
+        async with self._directory_lock:
+            return await self._devices_locked(users)
+
+    async def _devices_locked(self, users: set[str]) -> list[tuple[str, str]]:
         peers: list[tuple[str, str]] = []
         changed: list[tuple[str, str]] = []
         for user_id in sorted(users):
