@@ -192,6 +192,13 @@ async def test_a_device_added_or_revoked_later_is_covered_without_the_app_notici
     bob = await devices.start(bob_c, "bob")
     chat = (await alice.send(recipient_id=bob.user_id, text="one"))["chat_id"]
     assert await texts(bob, 1) == ["one"]
+    # Bob's device acknowledged it once decrypted, so the server dropped its ciphertext.
+    for _ in range(100):
+        [kept] = (await bob_c.messages(chat))["messages"]
+        if kept["ciphertext"] is None:
+            break
+        await asyncio.sleep(0.05)
+    assert (kept["content"], kept["ciphertext"]) == ("", None)
     # Alice is offline when bob adds a phone: her next send is refused for the missing
     # device, and the SDK refetches and retries with the same client_msg_id.
     await alice.close()

@@ -263,7 +263,8 @@ class E2EDevice:
             with self.store.transaction():
                 received = await self._open(message)
                 self.store.put_message(received.as_dict())
-                self._save_keys()  # a prekey message used up a one-time prekey
+                if (message.get("ciphertext") or {}).get("type") == "prekey":
+                    self._save_keys()  # a one-time prekey may be used up
             return received
 
     async def _open(self, message: dict[str, Any]) -> Received:

@@ -63,7 +63,10 @@ class E2EStore:
         """
         if (key is None) == (passphrase is None):
             raise ValueError("give exactly one of key= and passphrase=")
+        fresh = not Path(path).exists()
         conn = sqlite3.connect(str(path), isolation_level=None)
+        if fresh:
+            os.chmod(path, 0o600)  # sealed, but nobody else's business either
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(_SCHEMA)
