@@ -25,6 +25,7 @@ import contextlib
 import getpass
 import os
 import sys
+import threading
 
 from chatd.client import ApiError, ChatdClient
 from chatd.client.e2e import E2EStore, IdentityChanged, Received, grouped
@@ -59,13 +60,12 @@ def show(message: Received, who: str) -> None:
     print("> ", end="", flush=True)
 
 
-async def read_lines(queue: asyncio.Queue[str | None]) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        await queue.put(line.rstrip("\n") if line else None)
-        if not line:
-            return
+def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+    """Feed stdin's lines to ``queue`` (None at its end); runs in a daemon thread, so a
+    pending read never keeps the program from exiting."""
+    for line in sys.stdin:
+        loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\n"))
+    loop.call_soon_threadsafe(queue.put_nowait, None)
 
 
 async def chat(args: argparse.Namespace) -> None:
@@ -79,7 +79,8 @@ async def chat(args: argparse.Namespace) -> None:
         print("type a message, /safety, /history or /quit")
         print("> ", end="", flush=True)
         lines: asyncio.Queue[str | None] = asyncio.Queue()
-        reader = asyncio.create_task(read_lines(lines))
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=read_lines, args=(loop, lines), daemon=True).start()
         changed: list[tuple[str, str]] = []
         try:
             while True:
@@ -117,7 +118,6 @@ async def chat(args: argparse.Namespace) -> None:
                         print(f"not sent: {exc}. Compare /safety, then /accept to trust it.")
                 print("> ", end="", flush=True)
         finally:
-            reader.cancel()
             store.close()
 
 

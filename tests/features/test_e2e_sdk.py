@@ -9,6 +9,8 @@ plaintexts (checked by scripts/e2e_scan.py, the operator's command).
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import pytest
 from chatd.client import ChatdClient
 from chatd.client.e2e import E2EStore, Received
 from chatd.client.e2e.client import E2EClient
-from tests.conftest import signed_in_clients
+from tests.conftest import PASSWORD, signed_in_clients
 
 ROOT = Path(__file__).resolve().parents[2]
 SCAN = ROOT / "scripts" / "e2e_scan.py"
@@ -233,3 +235,70 @@ async def test_keys_low_tops_the_one_time_prekeys_back_up(user, devices):
             break
         await asyncio.sleep(0.05)
     assert 50 < await bob_c.key_count() <= 100
+
+
+class Terminal:
+    """examples/e2e_chat.py in a child process, typed into and read like a terminal."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.seen = ""
+
+    @classmethod
+    async def open(cls, url: str, me: str, peer: str, folder: Path) -> Terminal:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "examples" / "e2e_chat.py"),
+            me,
+            "--to",
+            peer,
+            "--server",
+            url,
+            "--password",
+            PASSWORD,
+            "--store",
+            str(folder / f"{me}.e2e"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "CHATD_E2E_PASSPHRASE": f"{me} passphrase"},
+        )
+        terminal = cls(proc)
+        await terminal.wait_for("type a message")
+        return terminal
+
+    async def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def wait_for(self, pattern: str) -> re.Match[str]:
+        """The first match of the regular expression ``pattern`` in the output so far."""
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(30):
+            while (found := re.search(pattern, self.seen)) is None:
+                chunk = await self.proc.stdout.read(4096)
+                assert chunk, f"the example exited: {self.seen}"
+                self.seen += chunk.decode()
+        return found
+
+
+@pytest.mark.sqlite_only
+async def test_the_example_lets_two_people_chat_from_two_terminals(
+    chatd_process, process_user, tmp_path: Path
+):
+    await process_user("alice")
+    await process_user("bob")
+    bob = await Terminal.open(chatd_process.url, "bob", "alice", tmp_path)
+    alice = await Terminal.open(chatd_process.url, "alice", "bob", tmp_path)
+    await alice.type("meet me at the usual place")
+    await bob.wait_for("alice: meet me at the usual place")
+    await bob.type("on my way")
+    await alice.wait_for("bob: on my way")
+    for terminal in (alice, bob):
+        await terminal.type("/safety")
+    numbers = [(await t.wait_for(r"(\d{5} ){11}\d{5}")).group() for t in (alice, bob)]
+    assert numbers[0] == numbers[1]
+    for terminal in (alice, bob):
+        await terminal.type("/quit")
+        assert await asyncio.wait_for(terminal.proc.wait(), 30) == 0
