@@ -213,12 +213,12 @@ class SessionBook:
         states = self._states(peer)
         xh = envelope.x3dh_header
         duplicate = False
-        candidates = states
-        if xh is not None:
-            ek = b64(xh.ephemeral_key)
-            candidates = [s for s in states if s["ek"] == ek]
-        for i, state in enumerate(states):
-            if state not in candidates or state["dr"] is None:
+        # A prekey message belongs to the session its X3DH run made, if we have it.
+        ek = b64(xh.ephemeral_key) if xh is not None else None
+        candidates = [i for i, s in enumerate(states) if ek is None or s["ek"] == ek]
+        for i in candidates:
+            state = states[i]
+            if state["dr"] is None:
                 continue
             ratchet = protocol.load_ratchet(state["dr"])
             try:
