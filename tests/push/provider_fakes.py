@@ -119,8 +119,7 @@ class Script:
     default: Answer = (201, {}, b"")
     requests: list[Request] = field(default_factory=list)
 
-    def next(self, request: Request) -> Answer:
-        self.requests.append(request)
+    def next(self) -> Answer:
         return self.answers.pop(0) if self.answers else self.default
 
 
@@ -141,7 +140,8 @@ class FakeService:
         request = Request(
             http.path_qs, {k.lower(): v for k, v in http.headers.items()}, await http.read()
         )
-        answer = (self._route(request) if self._route else None) or self.script.next(request)
+        self.requests.append(request)
+        answer = (self._route(request) if self._route else None) or self.script.next()
         if isinstance(answer, float):
             await asyncio.sleep(answer)
             return web.Response(status=201)
@@ -178,7 +178,8 @@ class H2Service:
         tasks: set[asyncio.Task[None]] = set()
 
         async def answer(stream_id: int, headers: dict[str, str], body: bytes) -> None:
-            reply = self.script.next(Request(headers.get(":path", ""), headers, body))
+            self.requests.append(Request(headers.get(":path", ""), headers, body))
+            reply = self.script.next()
             if isinstance(reply, float):
                 await asyncio.sleep(reply)
                 reply = (200, {}, b"")
