@@ -199,9 +199,7 @@ class ScyllaPush:
             row = await self._serial_item(device_id, chat_id)
             return row is None or row.delivery_id != delivery_id
 
-        result = await self._cql.lwt(
-            "push.delete", (device_id, chat_id, delivery_id), verify=gone
-        )
+        result = await self._cql.lwt("push.delete", (device_id, chat_id, delivery_id), verify=gone)
         return result.applied
 
     async def done(self, item: OutboxItem) -> bool:
@@ -213,8 +211,10 @@ class ScyllaPush:
 
         async def applied() -> bool:
             row = await self._serial_item(*key)
-            return row is not None and row.delivery_id == item.delivery_id and (
-                int(row.attempts) == attempts
+            return (
+                row is not None
+                and row.delivery_id == item.delivery_id
+                and (int(row.attempts) == attempts)
             )
 
         async with self._cql.gate.held():
@@ -297,9 +297,7 @@ class ScyllaPush:
         out: list[DeadItem] = []
         for s in range(first, DEAD_SHARDS):
             want = limit + 1 - len(out)
-            rows = await self._cql.rows(
-                "push.dead_page", (s, after if s == first else "", want)
-            )
+            rows = await self._cql.rows("push.dead_page", (s, after if s == first else "", want))
             out.extend(DeadItem(_item(r), int(r.dead_at)) for r in rows)
             if len(out) > limit:
                 page = out[:limit]

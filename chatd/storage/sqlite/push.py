@@ -16,6 +16,9 @@ from chatd.core.ports.push import DeadItem, OutboxItem, PushTarget, RegisteredTa
 from chatd.storage.sqlite.db import Database
 
 _TARGET = "device_id, user_id, provider, token, endpoint, p256dh, auth, registered_at"
+_WHERE_ITEM_DELETE = (
+    "DELETE FROM push_outbox WHERE device_id = ? AND chat_id = ? AND delivery_id = ?"
+)
 _ITEM = "device_id, chat_id, user_id, delivery_id, seq, payload, due_at, attempts, last_error"
 
 
@@ -81,9 +84,10 @@ class SqlitePush:
     async def delete_target(self, device_id: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM push_outbox WHERE device_id = ?", (device_id,))
-            return conn.execute(
-                "DELETE FROM push_targets WHERE device_id = ?", (device_id,)
-            ).rowcount > 0
+            return (
+                conn.execute("DELETE FROM push_targets WHERE device_id = ?", (device_id,)).rowcount
+                > 0
+            )
 
         return await self._db.job(write)
 
@@ -114,7 +118,9 @@ class SqlitePush:
 
     async def cancel(self, device_id: str) -> int:
         def write(conn: sqlite3.Connection) -> int:
-            return conn.execute("DELETE FROM push_outbox WHERE device_id = ?", (device_id,)).rowcount
+            return conn.execute(
+                "DELETE FROM push_outbox WHERE device_id = ?", (device_id,)
+            ).rowcount
 
         return await self._db.job(write)
 
@@ -144,27 +150,33 @@ class SqlitePush:
 
     async def done(self, item: OutboxItem) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
-            return conn.execute(
-                "DELETE FROM push_outbox WHERE device_id = ? AND chat_id = ? AND delivery_id = ?",
-                (item.device_id, item.chat_id, item.delivery_id),
-            ).rowcount > 0
+            return (
+                conn.execute(
+                    _WHERE_ITEM_DELETE,
+                    (item.device_id, item.chat_id, item.delivery_id),
+                ).rowcount
+                > 0
+            )
 
         return await self._db.job(write)
 
     async def retry_later(self, item: OutboxItem, attempts: int, due_at: int, error: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
-            return conn.execute(
-                "UPDATE push_outbox SET attempts = ?, due_at = ?, last_error = ?, claim_until = 0 "
-                "WHERE device_id = ? AND chat_id = ? AND delivery_id = ?",
-                (attempts, due_at, error, item.device_id, item.chat_id, item.delivery_id),
-            ).rowcount > 0
+            return (
+                conn.execute(
+                    "UPDATE push_outbox SET attempts = ?, due_at = ?, last_error = ?, "
+                    "claim_until = 0 WHERE device_id = ? AND chat_id = ? AND delivery_id = ?",
+                    (attempts, due_at, error, item.device_id, item.chat_id, item.delivery_id),
+                ).rowcount
+                > 0
+            )
 
         return await self._db.job(write)
 
     async def bury(self, item: OutboxItem, attempts: int, error: str, dead_at: int) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
             gone = conn.execute(
-                "DELETE FROM push_outbox WHERE device_id = ? AND chat_id = ? AND delivery_id = ?",
+                _WHERE_ITEM_DELETE,
                 (item.device_id, item.chat_id, item.delivery_id),
             ).rowcount
             if not gone:
