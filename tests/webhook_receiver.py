@@ -28,6 +28,7 @@ class WebhookReceiver:
         self.url = ""
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._released = asyncio.Event()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -43,6 +44,7 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{port}/hook"
 
     async def stop(self) -> None:
+        self._released.set()  # hung requests end
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -57,7 +59,7 @@ class WebhookReceiver:
             self.arrived_at.append(time.monotonic())
             self._changed.notify_all()
         if self.hang:
-            await asyncio.sleep(3600)
+            await self._released.wait()
         status, retry_after = self.answers.pop(0) if self.answers else (200, None)
         headers = {"Retry-After": retry_after} if retry_after else {}
         return web.Response(status=status, headers=headers)

@@ -296,3 +296,21 @@ async def test_push_test_command_sends_through_the_provider(user, hook, services
     assert target.provider == "webhook" and result == PushResult(Outcome.DELIVERED)
     (received,) = await hook.wait_for(1)
     assert received["notification"]["type"] == "test"
+
+
+async def test_the_send_time_guard_refuses_loopback_literals_and_names(hook):
+    """A device endpoint that resolved to a public address at registration and to
+    loopback later (DNS rebinding) is refused when the request connects."""
+    from chatd.push.http import PushHTTP, TransportError
+
+    http = PushHTTP(timeout_s=2, guarded=True, allow_private=False)
+    await http.open()
+    port = hook.url.split(":")[2].split("/")[0]
+    try:
+        for url in (hook.url, f"http://localhost:{port}/hook"):
+            with pytest.raises(TransportError) as refused:
+                await http.post(url, data=b"{}", headers={})
+            assert refused.value.reason == "address_refused"
+    finally:
+        await http.close()
+    assert hook.received == [] and hook.bad_signatures == 0
