@@ -201,13 +201,13 @@ MIGRATIONS: list[tuple[int, str, list[str | AddColumn]]] = [
         [
             _table(
                 "push_targets",
-                "user_id text, device_id text, provider text, token text, endpoint text, "
+                "user_id text, device_id text, provider text, push_token text, endpoint text, "
                 "p256dh text, auth text, registered_at bigint",
                 "device_id",
             ),
             _table(
                 "push_user_targets",
-                "user_id text, device_id text, provider text, token text, endpoint text, "
+                "user_id text, device_id text, provider text, push_token text, endpoint text, "
                 "p256dh text, auth text, registered_at bigint",
                 "user_id, device_id",
             ),

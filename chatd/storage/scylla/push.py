@@ -41,7 +41,7 @@ STALE_INDEX_US = 60_000_000
 ROUNDS = 10
 
 _ITEM = "device_id, chat_id, user_id, delivery_id, seq, payload, due_at, attempts, last_error"
-_T = "user_id, device_id, provider, token, endpoint, p256dh, auth, registered_at"
+_T = "user_id, device_id, provider, push_token, endpoint, p256dh, auth, registered_at"
 
 CQL = {
     "push.put_target": f"INSERT INTO push_targets ({_T}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -86,7 +86,7 @@ def dead_shard(delivery_id: str) -> int:
 
 def _target(row: Any) -> RegisteredTarget:
     t = PushTarget(
-        row.user_id, row.device_id, row.provider, row.token, row.endpoint, row.p256dh, row.auth
+        row.user_id, row.device_id, row.provider, row.push_token, row.endpoint, row.p256dh, row.auth
     )
     return RegisteredTarget(t, int(row.registered_at))
 
