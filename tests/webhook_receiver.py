@@ -25,6 +25,8 @@ class WebhookReceiver:
         #: Statuses for the next requests, in order (then 200); (status, Retry-After).
         self.answers: list[tuple[int, str | None]] = []
         self.hang = False
+        #: Answer 503 (Retry-After: 0) to the first request of each delivery_id.
+        self.fail_first_try = False
         self.url = ""
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -61,6 +63,10 @@ class WebhookReceiver:
         if self.hang:
             await self._released.wait()
         status, retry_after = self.answers.pop(0) if self.answers else (200, None)
+        if self.fail_first_try:
+            body = self.received[-1]
+            tries = sum(r["delivery_id"] == body["delivery_id"] for r in self.received)
+            status, retry_after = (503, "0") if tries == 1 else (200, None)
         headers = {"Retry-After": retry_after} if retry_after else {}
         return web.Response(status=status, headers=headers)
 

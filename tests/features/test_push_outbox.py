@@ -62,7 +62,7 @@ async def test_two_instances_on_one_store_send_each_attempt_once(user, node_b, h
     for bob in recipients:
         await bob.set_push(bob.device_id, "webhook", token="t")
     # Every first try fails, so both instances' workers race for every retry.
-    hook.answers = [(503, "0")] * len(recipients)
+    hook.fail_first_try = True
     for bob in recipients:
         await alice.send_message(recipient_id=bob.user_id, content="hello")
     received = await hook.wait_for(2 * len(recipients), timeout=20)
