@@ -28,9 +28,11 @@ invite_app = typer.Typer(
     help='Invites for servers with registration = "invite".', no_args_is_help=True
 )
 group_app = typer.Typer(help="Inspect groups.", no_args_is_help=True)
+push_app = typer.Typer(help="Push notifications.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(group_app, name="group")
 app.add_typer(invite_app, name="invite")
+app.add_typer(push_app, name="push")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see config.example.toml).")
@@ -280,6 +282,35 @@ def group_show(
     typer.echo(f"members:     {len(group['members'])} of at most {group['max_members']}")
     for member in group["members"]:
         typer.echo(f"  {member['user_id']:<36} {member['role']:<6} joined {member['joined_at']}")
+
+
+@push_app.command("test")
+def push_test(
+    device_id: Annotated[str, typer.Argument(help="The device (see GET /devices).")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Send a test notification to a device through its provider; print the answer."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+
+    async def send(s: Services) -> Any:
+        for provider in s.push.providers.values():
+            await provider.open()
+        try:
+            return await s.push.send_test(device_id)
+        finally:
+            for provider in s.push.providers.values():
+                await provider.close()
+
+    target, result = _with_services(cfg, send)
+    typer.echo(f"provider: {target.provider}")
+    typer.echo(f"outcome:  {result.outcome.value}")
+    if result.reason:
+        typer.echo(f"reason:   {result.reason}")
+    if result.retry_after_s is not None:
+        typer.echo(f"retry after: {result.retry_after_s:g} s")
+    if result.outcome.value != "delivered":
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -151,6 +151,29 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    """``[push]``; each ``[push.<name>]`` table enables that provider and is checked by it."""
+
+    retry_base_ms: int = 1000
+    max_attempts: int = 8
+    include_content: bool = False
+    allow_private_endpoints: bool = False
+    timeout_ms: int = 10000
+    #: Sends in flight per provider, and notifications waiting for them (beyond: later).
+    concurrency: int = 8
+    queue_size: int = 1000
+    #: Notifications a worker claims at once, and how often it looks for due ones.
+    batch_size: int = 100
+    poll_interval_ms: int = 1000
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=PLUGIN_TABLES)
+
+    @property
+    def providers(self) -> list[str]:
+        """The enabled providers: those with a ``[push.<name>]`` table."""
+        return list(self.tables)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     repeats_per_minute: int = 10
@@ -164,6 +187,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    push: PushConfig = field(default_factory=PushConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -358,6 +382,13 @@ def _check(config: Config) -> None:
             config.log.level.lower() in {"debug", "info", "warning", "error"},
             "[log] level must be debug, info, warning or error",
         ),
+        (config.push.retry_base_ms >= 1, "[push] retry_base_ms must be at least 1"),
+        (1 <= config.push.max_attempts <= 100, "[push] max_attempts must be 1-100"),
+        (config.push.timeout_ms >= 100, "[push] timeout_ms must be at least 100"),
+        (config.push.concurrency >= 1, "[push] concurrency must be at least 1"),
+        (config.push.queue_size >= 1, "[push] queue_size must be at least 1"),
+        (config.push.batch_size >= 1, "[push] batch_size must be at least 1"),
+        (config.push.poll_interval_ms >= 10, "[push] poll_interval_ms must be at least 10"),
         (config.log.repeats_per_minute >= 0, "[log] repeats_per_minute must be >= 0 (0: no limit)"),
         (
             _networks_ok(s.trusted_proxies),

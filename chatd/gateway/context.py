@@ -18,13 +18,16 @@ from chatd.core.services.groups import GroupService
 from chatd.core.services.keys import KeyService
 from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
+from chatd.core.services.notify import NotifyService
 from chatd.core.services.presence import PresenceService
+from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
 from chatd.gateway.address import AddressResolver
 from chatd.gateway.admission import Admission
 from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.metrics import Metrics
+from chatd.push.worker import PushWorker
 
 
 @dataclass
@@ -53,6 +56,9 @@ class Services:
     socket_limits: SocketLimits
     admission: Admission
     addresses: AddressResolver
+    notify: NotifyService
+    push: PushService
+    push_worker: PushWorker
     started: float = field(default_factory=time.monotonic)
 
 

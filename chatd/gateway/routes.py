@@ -15,6 +15,7 @@ from chatd.gateway.rest import (
     media,
     messages,
     ops,
+    push,
     users,
 )
 
@@ -34,6 +35,9 @@ ROUTES: list[web.RouteDef] = [
     web.delete(f"{API}/contacts/{{user_id}}", contacts.delete_contact),
     web.get(f"{API}/devices", devices.list_devices),
     web.delete(f"{API}/devices/{{device_id}}", devices.delete_device),
+    web.put(f"{API}/devices/{{device_id}}/push", push.put_target),
+    web.get(f"{API}/devices/{{device_id}}/push", push.get_target),
+    web.delete(f"{API}/devices/{{device_id}}/push", push.delete_target),
     web.post(f"{API}/chats/direct", chats.open_direct),
     web.get(f"{API}/chats", chats.list_chats),
     web.get(f"{API}/chats/{{chat_id}}", chats.get_chat),
