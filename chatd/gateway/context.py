@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from chatd.cluster.service import Cluster
 from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
@@ -54,6 +55,9 @@ class Services:
     admission: Admission
     addresses: AddressResolver
     started: float = field(default_factory=time.monotonic)
+    #: This node's cluster (``[cluster] enabled``): ``cluster.membership`` is the
+    #: ``Membership``, ``cluster.streams`` the node-to-node port. None alone.
+    cluster: Cluster | None = None
 
 
 SERVICES = web.AppKey("services", Services)
