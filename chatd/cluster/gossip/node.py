@@ -110,7 +110,9 @@ class Node:
     def set_meta(self, meta: Mapping[str, Any]) -> None:
         if codec.meta_size(meta) > codec.MAX_META:
             raise ValueError(f"node meta must pack into {codec.MAX_META} bytes")
-        if dict(meta) != dict(self.table.local.meta):
+        if not self.running:  # told with the first alive and push-pull
+            self.table.local.meta = dict(meta)
+        elif dict(meta) != dict(self.table.local.meta):
             self.table.set_meta(meta)
 
     def member(self, node_id: str) -> Member | None:
