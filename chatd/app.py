@@ -18,6 +18,7 @@ from aiohttp import web
 
 from chatd import __version__, plugins
 from chatd.cluster.local import LocalRouter
+from chatd.cluster.service import Cluster, load_meta
 from chatd.config import Config
 from chatd.core.ids import new_id
 from chatd.core.ports.presence import Presence
@@ -200,6 +201,7 @@ def build_services(
     node_id = node_id_for(config)
     storage = make_storage(config, node_id, metrics)
     sessions = SessionRegistry()
+    cluster = make_cluster(config, node_id, metrics)
     router = router or LocalRouter()
     presence = presence or LocalPresence()
     chats = ChatService(storage)
@@ -271,7 +273,15 @@ def build_services(
         notify=notify,
         push=push,
         push_worker=push_worker,
+        cluster=cluster,
     )
+
+
+def make_cluster(config: Config, node_id: str, metrics: Metrics) -> Cluster | None:
+    """This node's gossip membership and cluster port (``[cluster]``), not started."""
+    if not config.cluster.enabled:
+        return None
+    return Cluster.from_config(config.cluster, node_id, metrics.registry)
 
 
 def build_app(
@@ -304,6 +314,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         svc.push_worker.start()
         stack.push_async_callback(svc.push_worker.stop)
         stack.push_async_callback(svc.notify.wait_idle, 5.0)
+        if svc.cluster is not None:
+            await svc.cluster.start(load_meta(lambda: len(svc.sessions)))
+            stack.push_async_callback(svc.cluster.stop)
         stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
         stack.callback(svc.router.detach, svc.node_id)

@@ -29,7 +29,11 @@ invite_app = typer.Typer(
 )
 group_app = typer.Typer(help="Inspect groups.", no_args_is_help=True)
 push_app = typer.Typer(help="Push notifications.", no_args_is_help=True)
+
+
+cluster_app = typer.Typer(help="Inspect a cluster of chatd nodes.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(group_app, name="group")
 app.add_typer(invite_app, name="invite")
 app.add_typer(push_app, name="push")
@@ -311,6 +315,47 @@ def push_test(
         typer.echo(f"retry after: {result.retry_after_s:g} s")
     if result.outcome.value != "delivered":
         raise typer.Exit(1)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    token: Annotated[
+        str,
+        typer.Option(envvar="CHATD_TOKEN", help="An admin's bearer token (POST /auth/login)."),
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(help="A running node's base URL (default: [server] host and port)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show every node as a running node sees it: GET /api/v1/cluster, as a table.
+
+    Any node answers for the whole cluster; ask another one to compare views.
+    """
+    from chatd.client import ApiError, ChatdClient
+
+    if url is None:
+        cfg = _config(config)
+        url = f"http://{cfg.server.host}:{cfg.server.port}"
+
+    async def ask() -> dict[str, Any]:
+        async with ChatdClient(url, token=token) as client:
+            return await client.cluster()
+
+    try:
+        answer = asyncio.run(ask())
+    except ApiError as exc:
+        _fail(f"{url}: {exc.code}: {exc.message}")
+    except OSError as exc:  # aiohttp's connection errors are OSErrors
+        _fail(f"cannot reach {url}: {exc}")
+    typer.echo(f"answered by {answer['node_id']}")
+    typer.echo(f"{'NODE ID':<24} {'ADDRESS':<28} {'STATUS':<8} {'CONNECTIONS':>11}  JOINED")
+    for node in answer["nodes"]:
+        typer.echo(
+            f"{node['node_id']:<24} {node['address'] or '-':<28} {node['status']:<8} "
+            f"{node['connections']:>11}  {node['joined_at']}"
+        )
 
 
 @app.command()

@@ -180,6 +180,36 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several nodes on one ScyllaDB keyspace, found by gossip (docs/operations.md)."""
+
+    enabled: bool = False
+    #: ``host:port`` for gossip (UDP) and node-to-node streams (TCP), one port.
+    bind: str = "127.0.0.1:7946"
+    #: What peers dial; empty: ``bind``.
+    advertise: str = ""
+    seeds: list[str] = field(default_factory=list)
+    secret_file: str = ""
+    #: Keys still accepted (not used to seal) while a new one is rolled out.
+    previous_secret_files: list[str] = field(default_factory=list)
+    probe_interval_s: float = 1.0
+    probe_timeout_s: float = 0.5
+    indirect_checks: int = 3
+    suspicion_mult: int = 4
+    suspicion_max_timeout_mult: int = 2
+    retransmit_mult: int = 4
+    gossip_interval_s: float = 0.2
+    gossip_nodes: int = 3
+    push_pull_interval_s: float = 30.0
+    dead_forget_s: float = 3600.0
+    meta_refresh_s: float = 2.0
+
+    @property
+    def advertised(self) -> str:
+        return self.advertise or self.bind
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -189,6 +219,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     push: PushConfig = field(default_factory=PushConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def data_path(self) -> Path:
@@ -395,9 +426,60 @@ def _check(config: Config) -> None:
             "[server] trusted_proxies must be IP addresses or networks",
         ),
     ]
+    rules += _cluster_rules(config)
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+
+
+def _cluster_rules(config: Config) -> list[tuple[bool, str]]:
+    c = config.cluster
+    rules: list[tuple[bool, str]] = [
+        (_host_port_ok(c.bind), '[cluster] bind must be "host:port"'),
+        (not c.advertise or _host_port_ok(c.advertise), '[cluster] advertise must be "host:port"'),
+        (all(_host_port_ok(s) for s in c.seeds), '[cluster] seeds must be "host:port" entries'),
+        (
+            0 < c.probe_timeout_s < c.probe_interval_s,
+            "[cluster] probe_timeout_s must be positive and below probe_interval_s",
+        ),
+        (c.indirect_checks >= 0, "[cluster] indirect_checks must be 0 or more"),
+        (c.suspicion_mult >= 1, "[cluster] suspicion_mult must be at least 1"),
+        (c.suspicion_max_timeout_mult >= 1, "[cluster] suspicion_max_timeout_mult must be >= 1"),
+        (c.retransmit_mult >= 1, "[cluster] retransmit_mult must be at least 1"),
+        (c.gossip_interval_s > 0, "[cluster] gossip_interval_s must be positive"),
+        (c.gossip_nodes >= 1, "[cluster] gossip_nodes must be at least 1"),
+        (c.push_pull_interval_s > 0, "[cluster] push_pull_interval_s must be positive"),
+        (c.dead_forget_s > 0, "[cluster] dead_forget_s must be positive"),
+        (c.meta_refresh_s > 0, "[cluster] meta_refresh_s must be positive"),
+    ]
+    if c.enabled:
+        rules += [
+            (
+                config.storage.backend != "sqlite",
+                "[cluster] enabled needs storage every node shares: set [storage] backend "
+                '= "scylla" (an SQLite file belongs to one node)',
+            ),
+            (c.secret_file != "", "[cluster] secret_file is required when enabled"),
+            (
+                _host_port_ok(c.advertised) and not _unspecified(c.advertised),
+                "[cluster] advertise must name this node's reachable address when bind is "
+                "0.0.0.0 or ::",
+            ),
+        ]
+    return rules
+
+
+def _host_port_ok(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host.strip("[]") and port.isdigit() and int(port) <= 65535)
+
+
+def _unspecified(value: str) -> bool:
+    host = value.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _networks_ok(values: list[str]) -> bool:

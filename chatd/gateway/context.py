@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from chatd.cluster.service import Cluster
 from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
@@ -60,6 +61,9 @@ class Services:
     push: PushService
     push_worker: PushWorker
     started: float = field(default_factory=time.monotonic)
+    #: This node's cluster (``[cluster] enabled``): ``cluster.membership`` is the
+    #: ``Membership``, ``cluster.streams`` the node-to-node port. None alone.
+    cluster: Cluster | None = None
 
 
 SERVICES = web.AppKey("services", Services)

@@ -8,6 +8,7 @@ from chatd.gateway import ws
 from chatd.gateway.rest import (
     auth,
     chats,
+    cluster,
     contacts,
     devices,
     groups,
@@ -58,6 +59,7 @@ ROUTES: list[web.RouteDef] = [
     web.get(f"{API}/keys/{{user_id}}", keys.fetch),
     web.get(f"{API}/health", ops.health),
     web.get(f"{API}/metrics", ops.metrics),
+    web.get(f"{API}/cluster", cluster.status),
     web.get("/ws", ws.websocket),
     web.get(f"{API}/ws", ws.websocket),
 ]
