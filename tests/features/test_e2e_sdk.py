@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatdClient
-from chatd.client.e2e import E2EStore, Received
+from chatd.client.e2e import E2EStore, Received, StoreMismatch
 from chatd.client.e2e.client import E2EClient
 from tests.conftest import PASSWORD, signed_in_clients
 
@@ -223,6 +223,16 @@ async def test_a_device_added_or_revoked_later_is_covered_without_the_app_notici
     assert alice.corrections == 1
     history = await alice_c.messages(chat)
     assert [m["content"] for m in history["messages"]] == ["", "", ""]
+
+
+async def test_a_device_that_lost_its_store_must_log_in_again(user, devices, tmp_path: Path):
+    alice_c = await user()
+    await devices.start(alice_c, "alice")
+    # Same token, a new empty store: it would give the device a second identity.
+    fresh = E2EStore.open(tmp_path / "wiped.e2e", key=b"w" * 32)
+    with pytest.raises(StoreMismatch):
+        await E2EClient(alice_c, fresh).start()
+    fresh.close()
 
 
 async def test_keys_low_tops_the_one_time_prekeys_back_up(user, devices):

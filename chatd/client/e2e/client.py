@@ -136,6 +136,10 @@ class E2EClient:
 
     async def start(self, *, connect: bool = True) -> E2EClient:
         """Upload what the server lacks of this device's keys, then read the WebSocket."""
+        if not self.device.published and await self.client.key_count() > 0:
+            # Another store gave this device keys: a second identity for it would leave
+            # every peer's session with the first one unreadable here.
+            raise StoreMismatch("this device has keys from another store: log in as a new device")
         self.device.rotate_signed_prekey_if_due()
         await self.publish_keys()
         held = await self.client.key_count()

@@ -101,6 +101,11 @@ class E2EDevice:
         self._save_keys()
 
     @property
+    def published(self) -> bool:
+        """Whether this store's identity key ever reached the server."""
+        return bool(self._state.get("published"))
+
+    @property
     def identity_key(self) -> bytes:
         return self._keys.bundle.identity_key
 
@@ -147,6 +152,7 @@ class E2EDevice:
             self._state["unpublished"] = [p for p in self._state["unpublished"] if p[0] not in sent]
             if body["signed_prekey"]["key_id"] == self._state["spk_id"]:
                 self._state["spk_published"] = True
+            self._state["published"] = True
             self._save_keys()
 
     # -- sessions and trust ----------------------------------------------------------
