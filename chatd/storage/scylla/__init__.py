@@ -22,6 +22,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from chatd.core.errors import ChatdError
 from chatd.plugins import PluginContext
 from chatd.storage.scylla import (
+    audit,
     chats,
     contacts,
     devices,
@@ -34,6 +35,7 @@ from chatd.storage.scylla import (
     messages,
     receipts,
     sequencer,
+    stats,
     users,
 )
 from chatd.storage.scylla.bridge import Cql, Observer, unavailable
@@ -56,6 +58,8 @@ STATEMENTS: dict[str, str] = {
     **media.CQL,
     **marks.CQL,
     **receipts.CQL,
+    **audit.CQL,
+    **stats.CQL,
 }
 
 
@@ -141,6 +145,8 @@ class ScyllaStorage:
         self.contacts = contacts.ScyllaContacts(cql)
         self.invites = invites.ScyllaInvites(cql)
         self.keys = keys.ScyllaKeys(cql)
+        self.audit = audit.ScyllaAudit(cql)
+        self.stats = stats.ScyllaStats(cql)
         group_store = groups.ScyllaGroups(cql)
         self.chats = chats.ScyllaChats(cql, group_store)
         self.messages = messages.ScyllaMessages(cql, cursors)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from chatd.plugins import PluginContext
+from chatd.storage.sqlite.audit import SqliteAudit
 from chatd.storage.sqlite.chats import SqliteChats
 from chatd.storage.sqlite.contacts import SqliteContacts
 from chatd.storage.sqlite.db import Database, Observer
@@ -17,6 +18,7 @@ from chatd.storage.sqlite.media import SqliteMedia
 from chatd.storage.sqlite.messages import SqliteMessages
 from chatd.storage.sqlite.receipts import SqliteReceipts
 from chatd.storage.sqlite.settings import SqliteSettings
+from chatd.storage.sqlite.stats import SqliteStats
 from chatd.storage.sqlite.users import SqliteUsers
 
 
@@ -40,6 +42,8 @@ class SqliteStorage:
         self.receipts = SqliteReceipts(self.db)
         self.media = SqliteMedia(self.db)
         self.keys = SqliteKeys(self.db)
+        self.audit = SqliteAudit(self.db)
+        self.stats = SqliteStats(self.db)
 
     async def open(self) -> None:
         await self.db.open()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chatd.core.models import (
+    AuditEntry,
     Chat,
     Contact,
     Device,
@@ -54,3 +55,5 @@ class Tables:
 
     keys: dict[str, DeviceKeys] = field(default_factory=dict)
     prekeys: dict[str, dict[int, str]] = field(default_factory=dict)  # device -> id -> key
+
+    audit: dict[tuple[int, str], AuditEntry] = field(default_factory=dict)  # (time, id)

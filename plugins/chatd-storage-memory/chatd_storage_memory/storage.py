@@ -31,6 +31,8 @@ class MemoryStorage:
         self.receipts = stores.Receipts(self)
         self.media = stores.MediaRecords(self)
         self.keys = stores.Keys(self)
+        self.audit = stores.Audit(self)
+        self.stats = stores.Stats(self)
 
     def tables(self) -> Tables:
         """The tables, or ``unavailable`` before ``open`` and after ``aclose``."""
