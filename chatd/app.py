@@ -24,6 +24,7 @@ from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
+from chatd.core.services.admin import AdminService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.fanout import FanOut, invalidation_handler
@@ -153,19 +154,21 @@ def build_services(
     router.attach(node_id, delivery, invalidation_handler(chats, sessions.disconnect_devices))
     receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, node_id, metrics)
+    accounts = make_accounts(config, storage, fanout)
+    groups = GroupService(
+        storage,
+        chats,
+        fanout,
+        max_members=config.limits.max_group_members,
+        creations_per_hour=config.limits.groups_created_per_hour,
+        changes_per_minute=config.limits.group_changes_per_minute,
+    )
     return Services(
         storage=storage,
-        accounts=make_accounts(config, storage, fanout),
+        accounts=accounts,
         contacts=ContactService(storage),
         chats=chats,
-        groups=GroupService(
-            storage,
-            chats,
-            fanout,
-            max_members=config.limits.max_group_members,
-            creations_per_hour=config.limits.groups_created_per_hour,
-            changes_per_minute=config.limits.group_changes_per_minute,
-        ),
+        groups=groups,
         messages=MessageService(
             storage,
             chats,
@@ -208,6 +211,7 @@ def build_services(
             descriptor_reserve=config.limits.descriptor_reserve,
         ),
         addresses=AddressResolver(config.server.trusted_proxies),
+        admin=AdminService(storage, accounts, groups, fanout, presence),
     )
 
 

@@ -11,6 +11,7 @@ from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
+from chatd.core.services.admin import AdminService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.fanout import FanOut
@@ -53,6 +54,7 @@ class Services:
     socket_limits: SocketLimits
     admission: Admission
     addresses: AddressResolver
+    admin: AdminService
     started: float = field(default_factory=time.monotonic)
 
 

@@ -56,7 +56,9 @@ class ScyllaAudit:
             else:
                 rows = await self._cql.rows("audit.newest", (day_row.day, want))
             out.extend(
-                AuditEntry(r.entry_id, int(r.time), r.actor_id, r.action, r.target_id, r.detail or "")
+                AuditEntry(
+                    r.entry_id, int(r.time), r.actor_id, r.action, r.target_id, r.detail or ""
+                )
                 for r in rows
             )
             if len(out) >= limit:
