@@ -36,10 +36,13 @@ from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
 from chatd.core.workgate import WorkGate
+from chatd.gateway import admin_live
 from chatd.gateway.address import AddressResolver
+from chatd.gateway.admin_stats import AdminStats
 from chatd.gateway.admission import Admission
 from chatd.gateway.context import SERVICES, Services
 from chatd.gateway.errors import make_error_middleware
+from chatd.gateway.rest.admin import admin_only
 from chatd.gateway.routes import ROUTES
 from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.media.processor import PoolProcessor
@@ -163,6 +166,7 @@ def build_services(
         creations_per_hour=config.limits.groups_created_per_hour,
         changes_per_minute=config.limits.group_changes_per_minute,
     )
+    admin = AdminService(storage, accounts, groups, fanout, presence)
     return Services(
         storage=storage,
         accounts=accounts,
@@ -211,7 +215,15 @@ def build_services(
             descriptor_reserve=config.limits.descriptor_reserve,
         ),
         addresses=AddressResolver(config.server.trusted_proxies),
-        admin=AdminService(storage, accounts, groups, fanout, presence),
+        admin=admin,
+        stats=AdminStats(
+            node_id=node_id,
+            address=f"{config.server.host}:{config.server.port}",
+            storage_backend=config.storage.backend,
+            sessions=sessions,
+            metrics=metrics,
+            admin=admin,
+        ),
     )
 
 
@@ -223,10 +235,14 @@ def build_app(
     metrics = services.metrics
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
-        middlewares=[make_error_middleware(lambda code: metrics.errors.labels(code).inc())],
+        middlewares=[
+            make_error_middleware(lambda code: metrics.errors.labels(code).inc()),
+            admin_only,
+        ],
     )
     app[SERVICES] = services
     app.add_routes(ROUTES)
+    admin_live.install(app)
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_say_goodbye)
     return app
@@ -252,6 +268,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(svc.media.aclose)
         retention = asyncio.create_task(svc.media.run_retention(), name="media-retention")
         stack.push_async_callback(_cancel, retention)
+        stats = asyncio.create_task(svc.stats.run(), name="admin-stats")
+        stack.push_async_callback(_cancel, stats)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

@@ -23,6 +23,7 @@ from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
 from chatd.gateway.address import AddressResolver
+from chatd.gateway.admin_stats import AdminStats
 from chatd.gateway.admission import Admission
 from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.metrics import Metrics
@@ -55,6 +56,7 @@ class Services:
     admission: Admission
     addresses: AddressResolver
     admin: AdminService
+    stats: AdminStats
     started: float = field(default_factory=time.monotonic)
 
 
