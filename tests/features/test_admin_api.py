@@ -346,3 +346,30 @@ async def test_a_live_client_that_does_not_read_stays_bounded(server, user, base
     async with asyncio.timeout(5):
         while hub.sockets:
             await asyncio.sleep(0.05)
+
+
+async def test_a_ban_on_one_node_closes_sockets_on_the_other_at_once(
+    aiohttp_server, tmp_path, server_overrides
+):
+    """Two app instances sharing store, router and presence (as in test_shared_router):
+    the router carries the ban's invalidation, faster than the 1 s revocation poll."""
+    from chatd.app import build_app
+    from chatd.cluster.local import LocalRouter
+    from chatd.presence.local import LocalPresence
+    from tests.conftest import merge, test_config
+
+    router, presence = LocalRouter(), LocalPresence()
+    servers = []
+    for name in ("a", "b"):
+        overrides = merge(server_overrides, {"server": {"node_id": f"node-{name}"}})
+        app = build_app(test_config(tmp_path / "data", overrides), router=router, presence=presence)
+        servers.append(await aiohttp_server(app))
+    url_a, url_b = (str(s.make_url("")).rstrip("/") for s in servers)
+    async with ChatdClient(url_a) as admin, ChatdClient(url_b) as mallory:
+        for client, name in ((admin, "root_two"), (mallory, "mallory_two")):
+            await client.register(name, PASSWORD)
+            await client.login(name, PASSWORD)
+        await services_of(servers[0]).admin.set_admin("cli", admin.user_id, True)
+        async with mallory.connect(reconnect=False) as ws:
+            await admin.request("POST", f"/admin/users/{mallory.user_id}/ban")
+            assert await closed_with(ws, within=0.5) == 1008
