@@ -33,6 +33,7 @@ from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
+from chatd.core.services.sealed import CiphertextRetention
 from chatd.core.services.sync import SyncService
 from chatd.core.workgate import WorkGate
 from chatd.gateway.address import AddressResolver
@@ -153,9 +154,19 @@ def build_services(
     router.attach(node_id, delivery, invalidation_handler(chats, sessions.disconnect_devices))
     receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, node_id, metrics)
+    keys = KeyService(
+        storage,
+        fanout,
+        chats,
+        fetches_per_minute=config.limits.key_fetches_per_minute,
+        claims_per_device_per_hour=config.limits.key_claims_per_device_per_hour,
+        prekey_low_watermark=config.e2e.prekey_low_watermark,
+    )
+    accounts = make_accounts(config, storage, fanout)
+    accounts.keys_changed = keys.announce_devices
     return Services(
         storage=storage,
-        accounts=make_accounts(config, storage, fanout),
+        accounts=accounts,
         contacts=ContactService(storage),
         chats=chats,
         groups=GroupService(
@@ -174,6 +185,8 @@ def build_services(
             media,
             max_message_bytes=config.limits.max_message_bytes,
             messages_per_second=config.limits.messages_per_second,
+            max_devices_per_message=config.e2e.max_devices_per_message,
+            max_ciphertext_bytes=config.e2e.max_ciphertext_bytes,
         ),
         receipts=receipts,
         presence=PresenceService(
@@ -181,10 +194,11 @@ def build_services(
         ),
         sync=SyncService(storage),
         media=media,
-        keys=KeyService(
+        keys=keys,
+        sealed=CiphertextRetention(
             storage,
-            fetches_per_minute=config.limits.key_fetches_per_minute,
-            claims_per_device_per_hour=config.limits.key_claims_per_device_per_hour,
+            retention_days=config.e2e.ciphertext_retention_days,
+            interval_s=config.e2e.retention_interval_minutes * 60,
         ),
         sessions=sessions,
         fanout=fanout,
@@ -248,6 +262,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(svc.media.aclose)
         retention = asyncio.create_task(svc.media.run_retention(), name="media-retention")
         stack.push_async_callback(_cancel, retention)
+        expiry = asyncio.create_task(svc.sealed.run(), name="ciphertext-retention")
+        stack.push_async_callback(_cancel, expiry)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

@@ -20,6 +20,7 @@ from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.receipts import ReceiptService
+from chatd.core.services.sealed import CiphertextRetention
 from chatd.core.services.sync import SyncService
 from chatd.gateway.address import AddressResolver
 from chatd.gateway.admission import Admission
@@ -40,6 +41,7 @@ class Services:
     sync: SyncService
     media: MediaService
     keys: KeyService
+    sealed: CiphertextRetention
     sessions: SessionRegistry
     fanout: FanOut
     router: Router

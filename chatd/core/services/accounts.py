@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from chatd.core import validate
@@ -59,6 +59,9 @@ class AccountService:
         self._storage = storage
         self._hasher = hasher
         self._fanout = fanout
+        #: Told the user whose set of devices holding a key bundle just shrank
+        #: (``KeyService.announce_devices``, set at wiring).
+        self.keys_changed: Callable[[str], Awaitable[None]] | None = None
         self.registration = registration
         self._token_ttl_ms = token_ttl_days * DAY_MS
         self._min_password = min_password_length
@@ -225,8 +228,11 @@ class AccountService:
         mine = {d.device_id for d in await self._storage.devices.list_for_user(caller.user_id)}
         if device_id not in mine:
             raise not_found("device not found")
-        await self._storage.devices.revoke(device_id)
+        had_keys = await self._storage.keys.get(device_id) is not None
+        await self._storage.devices.revoke(device_id)  # its bundle goes with it
         self._fanout.invalidate(Invalidation.devices([device_id], "token revoked"))
+        if had_keys and self.keys_changed is not None:
+            await self.keys_changed(caller.user_id)
 
     # -- profiles -----------------------------------------------------------
 
@@ -287,7 +293,11 @@ class AccountService:
         user = await self._require_by_name(username)
         self._check_password(password)
         await self._storage.users.update(user.user_id, password_hash=await self._hash(password))
+        devices = await self._storage.devices.list_for_user(user.user_id)
+        keyed = [d for d in devices if await self._storage.keys.get(d.device_id) is not None]
         await self._storage.devices.revoke_all(user.user_id)  # a new password logs out everywhere
+        if keyed and self.keys_changed is not None:
+            await self.keys_changed(user.user_id)
         return user
 
     async def set_banned(self, username: str, banned: bool) -> User:

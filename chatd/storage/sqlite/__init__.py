@@ -8,6 +8,7 @@ from typing import Any
 
 from chatd.plugins import PluginContext
 from chatd.storage.sqlite.chats import SqliteChats
+from chatd.storage.sqlite.ciphertexts import SqliteCiphertexts
 from chatd.storage.sqlite.contacts import SqliteContacts
 from chatd.storage.sqlite.db import Database, Observer
 from chatd.storage.sqlite.devices import SqliteDevices
@@ -40,6 +41,7 @@ class SqliteStorage:
         self.receipts = SqliteReceipts(self.db)
         self.media = SqliteMedia(self.db)
         self.keys = SqliteKeys(self.db)
+        self.ciphertexts = SqliteCiphertexts(self.db)
 
     async def open(self) -> None:
         await self.db.open()
