@@ -23,8 +23,8 @@ CIPHERTEXT_TYPES = ("prekey", "message")
 class DeviceMismatch(ChatdError):
     """A ``ciphertexts`` map that does not cover exactly the devices it must.
 
-    The message names the device ids in a fixed form clients may parse:
-    ``missing devices: a, b; unknown devices: c``.
+    The error object carries ``missing_devices`` and ``unknown_devices`` (lists of
+    ids), and the message names them too: ``missing devices: a, b; unknown devices: c``.
     """
 
     def __init__(self, missing: Iterable[str], unknown: Iterable[str]) -> None:
@@ -36,6 +36,7 @@ class DeviceMismatch(ChatdError):
         if self.unknown:
             parts.append("unknown devices: " + ", ".join(self.unknown))
         super().__init__("bad_request", "; ".join(parts))
+        self.details = {"missing_devices": self.missing, "unknown_devices": self.unknown}
 
 
 def check_coverage(required: Iterable[str], given: Iterable[str]) -> None:
