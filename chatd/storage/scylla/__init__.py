@@ -25,6 +25,7 @@ from chatd.storage.scylla import (
     chats,
     contacts,
     devices,
+    e2e,
     feed,
     groups,
     invites,
@@ -49,6 +50,7 @@ STATEMENTS: dict[str, str] = {
     **contacts.CQL,
     **invites.CQL,
     **keys.CQL,
+    **e2e.CQL,
     **chats.CQL,
     **groups.CQL,
     **sequencer.CQL,
@@ -140,12 +142,17 @@ class ScyllaStorage:
         self.devices = devices.ScyllaDevices(cql, feed.RevocationFeed(cql))
         self.contacts = contacts.ScyllaContacts(cql)
         self.invites = invites.ScyllaInvites(cql)
-        self.keys = keys.ScyllaKeys(cql)
+        device_sets = e2e.DeviceSets(cql)
+        self.keys = keys.ScyllaKeys(cql, device_sets)
+        self.devices.forget = self.keys.forget
+        self.ciphertexts = e2e.ScyllaCiphertexts(cql)
         group_store = groups.ScyllaGroups(cql)
         self.chats = chats.ScyllaChats(cql, group_store)
         self.messages = messages.ScyllaMessages(cql, cursors)
         self.media = media.ScyllaMedia(cql)
         self.messages.media = self.media
+        self.messages.coverage = e2e.Coverage(cql, device_sets)
+        self.messages.ciphertexts = self.ciphertexts
         self.receipts = receipts.ScyllaReceipts(cql, cursors)
         seq = sequencer.Sequencer(
             cql,

@@ -33,9 +33,11 @@ import random
 import uuid
 from collections.abc import Sequence
 
+from chatd.core.errors import ChatdError
 from chatd.core.models import DeviceKeys, Prekey
 from chatd.core.prekeys import prekeys_to_add
 from chatd.storage.scylla.bridge import Cql, KeyedLocks, unavailable
+from chatd.storage.scylla.e2e import DeviceSets
 
 CANDIDATES = 16
 ROUNDS = 20
@@ -57,6 +59,9 @@ CQL = {
     "prekeys.take": "DELETE FROM one_time_prekeys WHERE device_id = ? AND key_id = ? "
     "IF public_key = ?",
     "prekeys.count": "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ? AND key_id >= 0",
+    "prekeys.revoked": "SELECT revoked_at FROM devices WHERE device_id = ?",
+    "prekeys.drop_bundle": "DELETE FROM device_keys WHERE device_id = ?",
+    "prekeys.drop_all": "DELETE FROM one_time_prekeys WHERE device_id = ?",
 }
 
 
@@ -65,11 +70,31 @@ async def _lost() -> bool:
 
 
 class ScyllaKeys:
-    def __init__(self, cql: Cql) -> None:
+    def __init__(self, cql: Cql, sets: DeviceSets) -> None:
         self._cql = cql
         self._locks = KeyedLocks()
+        self._sets = sets
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> bool:
+        """See ``KeyStore.put``; then the device joins its user's ``e2e_devices`` set
+        (an LWT that moves the set's version), unless the device was revoked."""
+        await self._put(keys, one_time, limit=limit)
+        async with self._cql.gate.held():
+            added = await self._sets.add(keys.user_id, keys.device_id)
+            row = await self._cql.one("prekeys.revoked", (keys.device_id,), serial=True)
+            if row is not None and row.revoked_at is not None:  # revoked meanwhile: it wins
+                await self.forget(keys.user_id, keys.device_id)
+                raise ChatdError("unauthorized", "the token is invalid, expired or revoked")
+            return added
+
+    async def forget(self, user_id: str, device_id: str) -> None:
+        """A revoked device: out of its user's set first, then its bundle and prekeys."""
+        await self._sets.remove(user_id, device_id)
+        await self._cql.writes(
+            [("prekeys.drop_bundle", (device_id,)), ("prekeys.drop_all", (device_id,))]
+        )
+
+    async def _put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
         device_id = keys.device_id
         async with self._cql.gate.held(), self._locks.hold(("upload", device_id)):
             for _ in range(ROUNDS):

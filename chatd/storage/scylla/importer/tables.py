@@ -119,6 +119,7 @@ TABLES: dict[str, Table] = {
             "media_id",
             "reply_to",
             "change",
+            "encrypted",
         ),
         group="chat_id",
         scan=False,
