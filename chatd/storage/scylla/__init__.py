@@ -131,6 +131,7 @@ class ScyllaStorage:
             await Migrator(cql, cluster, self._keyspace, self._replication).run()
             await asyncio.to_thread(session.set_keyspace, self._keyspace)
             await asyncio.to_thread(cql.prepare_all, STATEMENTS)
+            await self.keys.fill_sets()
         except Exception as exc:
             await self._shutdown()
             raise exc if isinstance(exc, ChatdError) else unavailable(exc) from exc

@@ -82,7 +82,7 @@ class DeviceSets:
         self._cql = cql
 
     async def read(self, user_id: str) -> tuple[set[str], uuid.UUID | None]:
-        rows = await self._cql.rows("e2e.set", (user_id,), serial=True)
+        rows = await self._cql.all_rows("e2e.set", (user_id,), serial=True)
         version = rows[0].version if rows else None
         return {r.device_id for r in rows if r.device_id is not None}, version
 
@@ -124,7 +124,7 @@ class Coverage:
 
     async def check(self, draft: MessageDraft) -> dict[str, uuid.UUID | None]:
         """Raise ``DeviceMismatch`` unless the map is exact now; the versions read."""
-        rows = await self._cql.rows("e2e.members", (draft.chat_id,), serial=True)
+        rows = await self._cql.all_rows("e2e.members", (draft.chat_id,), serial=True)
         members = [r.user_id for r in rows if r.role is not None and r.left_seq is None]
         sets = await gather_limited([self._sets.read(u) for u in members])
         required = {d for devices, _ in sets for d in devices} - {draft.sender_device_id}

@@ -62,7 +62,12 @@ CQL = {
     "prekeys.revoked": "SELECT revoked_at FROM devices WHERE device_id = ?",
     "prekeys.drop_bundle": "DELETE FROM device_keys WHERE device_id = ?",
     "prekeys.drop_all": "DELETE FROM one_time_prekeys WHERE device_id = ?",
+    "prekeys.all_bundles": "SELECT device_id, user_id FROM device_keys",
+    "prekeys.filled": "SELECT device_id FROM e2e_devices WHERE user_id = ? LIMIT 1",
+    "prekeys.mark_filled": "INSERT INTO e2e_devices (user_id, device_id) VALUES (?, '-')",
 }
+#: The ``e2e_devices`` partition that says ``fill_sets`` ran (not a user id: ids are UUIDs).
+FILLED = "~filled"
 
 
 async def _lost() -> bool:
@@ -86,6 +91,18 @@ class ScyllaKeys:
                 await self.forget(keys.user_id, keys.device_id)
                 raise ChatdError("unauthorized", "the token is invalid, expired or revoked")
             return added
+
+    async def fill_sets(self) -> None:
+        """Once per keyspace: put the devices that had a bundle before ``e2e_devices``
+        existed (migration 7) in their users' sets. Idempotent; marked as done by a
+        row under a user id no user has."""
+        if await self._cql.one("prekeys.filled", (FILLED,)) is not None:
+            return
+        for row in await self._cql.all_rows("prekeys.all_bundles"):
+            live = await self._cql.one("prekeys.revoked", (row.device_id,))
+            if live is None or live.revoked_at is None:
+                await self._sets.add(row.user_id, row.device_id)
+        await self._cql.write("prekeys.mark_filled", (FILLED,))
 
     async def forget(self, user_id: str, device_id: str) -> None:
         """A revoked device: out of its user's set first, then its bundle and prekeys."""
