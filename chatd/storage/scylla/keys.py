@@ -92,11 +92,12 @@ class ScyllaKeys:
                 raise ChatdError("unauthorized", "the token is invalid, expired or revoked")
             return added
 
-    async def fill_sets(self) -> None:
-        """Once per keyspace: put the devices that had a bundle before ``e2e_devices``
-        existed (migration 7) in their users' sets. Idempotent; marked as done by a
-        row under a user id no user has."""
-        if await self._cql.one("prekeys.filled", (FILLED,)) is not None:
+    async def fill_sets(self, *, again: bool = False) -> None:
+        """Once per keyspace (or ``again``, after ``chatd migrate`` copied bundles in):
+        put the devices that have a bundle in their users' sets, for bundles stored
+        before ``e2e_devices`` existed (migration 7). Idempotent; marked as done by
+        a row under a user id no user has."""
+        if not again and await self._cql.one("prekeys.filled", (FILLED,)) is not None:
             return
         for row in await self._cql.all_rows("prekeys.all_bundles"):
             live = await self._cql.one("prekeys.revoked", (row.device_id,))

@@ -181,6 +181,10 @@ NOT_IMPORTED = {
     "revocations": "the revocation feed: past entries are never read again",
     "feed_head": "the revocation feed's end",
     PROGRESS_TABLE: "the import's own checkpoint",
+    "e2e_devices": "derived from device_keys once the copy is done (ScyllaKeys.fill_sets)",
+    "ciphertexts": "transient: waiting ciphertexts are not copied (docs/operations.md)",
+    "ciphertext_hours": "the ciphertexts' retention index",
+    "ciphertext_hour_list": "the ciphertexts' retention index",
 }
 
 
