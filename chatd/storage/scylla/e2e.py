@@ -30,8 +30,8 @@ for a device is refused too. See docs/architecture.md.
 **Ciphertexts.** A partition per (chat, device), rows by seq, written after the
 claim and before the append answers; an acknowledgement is one range delete.
 The retention sweep reads ``ciphertext_hours`` (per hour, the partitions
-written and their highest seq) for hours entirely before the cutoff and range
-deletes each.
+written) for hours entirely before the cutoff, reads each partition's seqs and
+times, and range deletes what was stored before the cutoff.
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ CQL = {
     "e2e.members": "SELECT user_id, role, left_seq FROM chat_members WHERE chat_id = ?",
     "e2e.write": "INSERT INTO ciphertexts (chat_id, device_id, seq, type, body, stored_at) "
     "VALUES (?, ?, ?, ?, ?, ?)",
-    "e2e.hour": "UPDATE ciphertext_hours USING TIMESTAMP ? SET max_seq = ? "
-    "WHERE hour = ? AND chat_id = ? AND device_id = ?",
+    "e2e.hour": "INSERT INTO ciphertext_hours (hour, chat_id, device_id) VALUES (?, ?, ?)",
     "e2e.list_hour": "INSERT INTO ciphertext_hour_list (shard, hour) VALUES (0, ?)",
     "e2e.hours": "SELECT hour FROM ciphertext_hour_list WHERE shard = 0 AND hour < ?",
-    "e2e.hour_rows": "SELECT chat_id, device_id, max_seq FROM ciphertext_hours WHERE hour = ?",
+    "e2e.hour_rows": "SELECT chat_id, device_id FROM ciphertext_hours WHERE hour = ?",
+    "e2e.stored": "SELECT seq, stored_at FROM ciphertexts WHERE chat_id = ? AND device_id = ?",
     "e2e.drop_hour": "DELETE FROM ciphertext_hours WHERE hour = ?",
     "e2e.unlist_hour": "DELETE FROM ciphertext_hour_list WHERE shard = 0 AND hour = ?",
     "e2e.between": "SELECT seq, type, body FROM ciphertexts "
@@ -160,7 +160,7 @@ class ScyllaCiphertexts:
         for device_id, c in ciphertexts.items():
             key = (message.chat_id, device_id)
             out.append(("e2e.write", (*key, message.seq, c.type, c.body, now)))
-            out.append(("e2e.hour", (message.seq, message.seq, hour, *key)))
+            out.append(("e2e.hour", (hour, *key)))
         if hour != self._listed_hour:
             out.append(("e2e.list_hour", (hour,)))
             self._listed_hour = hour
@@ -177,13 +177,22 @@ class ScyllaCiphertexts:
         for row in await self._cql.all_rows("e2e.hours", (before // HOUR_MS,)):
             hour = int(row.hour)
             entries = await self._cql.all_rows("e2e.hour_rows", (hour,))
-            await self._cql.writes(
-                [("e2e.ack", (e.chat_id, e.device_id, int(e.max_seq))) for e in entries]
+            counts = await gather_limited(
+                [self._expire(e.chat_id, e.device_id, before) for e in entries]
             )
             await self._cql.write("e2e.drop_hour", (hour,))
             await self._cql.write("e2e.unlist_hour", (hour,))
-            removed += len(entries)
-        return removed  # (chat, device) ranges, not rows: a range delete does not count
+            removed += sum(counts)
+        return removed
+
+    async def _expire(self, chat_id: str, device_id: str, before: int) -> int:
+        """One range delete: the partition's rows up to the last one stored before
+        ``before`` (a chat's seqs follow the time they were stored)."""
+        rows = await self._cql.all_rows("e2e.stored", (chat_id, device_id))
+        old = [int(r.seq) for r in rows if int(r.stored_at) < before]
+        if old:
+            await self._cql.write("e2e.ack", (chat_id, device_id, max(old)))
+        return len(old)
 
 
 def ack_writes(cursors: Mapping[tuple[str, str], int]) -> list[tuple[str, Sequence[Any]]]:

@@ -214,7 +214,7 @@ MIGRATIONS: list[tuple[int, str, list[str | AddColumn]]] = [
             ),
             _table(
                 "ciphertext_hours",
-                "hour bigint, chat_id text, device_id text, max_seq bigint",
+                "hour bigint, chat_id text, device_id text",
                 "hour, chat_id, device_id",
             ),
             _table("ciphertext_hour_list", "shard int, hour bigint", "shard, hour"),
