@@ -25,6 +25,7 @@ from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
+from chatd.core.services.admin import AdminService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.fanout import FanOut, invalidation_handler
@@ -36,12 +37,16 @@ from chatd.core.services.notify import NotifyService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
+from chatd.core.services.sealed import CiphertextRetention
 from chatd.core.services.sync import SyncService
 from chatd.core.workgate import WorkGate
+from chatd.gateway import admin_live
 from chatd.gateway.address import AddressResolver
+from chatd.gateway.admin_stats import AdminStats
 from chatd.gateway.admission import Admission
 from chatd.gateway.context import SERVICES, Services
 from chatd.gateway.errors import make_error_middleware
+from chatd.gateway.rest.admin import admin_only
 from chatd.gateway.routes import ROUTES
 from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.media.processor import PoolProcessor
@@ -215,19 +220,32 @@ def build_services(
     fanout.on_release = notify.released
     accounts = make_accounts(config, storage, fanout)
     accounts.on_revoked = push.devices_revoked
+    groups = GroupService(
+        storage,
+        chats,
+        fanout,
+        max_members=config.limits.max_group_members,
+        creations_per_hour=config.limits.groups_created_per_hour,
+        changes_per_minute=config.limits.group_changes_per_minute,
+    )
+    admin = AdminService(
+        storage, accounts, groups, presence, push=push, push_depth=lambda: push_worker.depth
+    )
+    keys = KeyService(
+        storage,
+        fanout,
+        chats,
+        fetches_per_minute=config.limits.key_fetches_per_minute,
+        claims_per_device_per_hour=config.limits.key_claims_per_device_per_hour,
+        prekey_low_watermark=config.e2e.prekey_low_watermark,
+    )
+    accounts.keys_changed = keys.announce_devices
     return Services(
         storage=storage,
         accounts=accounts,
         contacts=ContactService(storage),
         chats=chats,
-        groups=GroupService(
-            storage,
-            chats,
-            fanout,
-            max_members=config.limits.max_group_members,
-            creations_per_hour=config.limits.groups_created_per_hour,
-            changes_per_minute=config.limits.group_changes_per_minute,
-        ),
+        groups=groups,
         messages=MessageService(
             storage,
             chats,
@@ -236,6 +254,8 @@ def build_services(
             media,
             max_message_bytes=config.limits.max_message_bytes,
             messages_per_second=config.limits.messages_per_second,
+            max_devices_per_message=config.e2e.max_devices_per_message,
+            max_ciphertext_bytes=config.e2e.max_ciphertext_bytes,
         ),
         receipts=receipts,
         presence=PresenceService(
@@ -243,10 +263,11 @@ def build_services(
         ),
         sync=SyncService(storage),
         media=media,
-        keys=KeyService(
+        keys=keys,
+        sealed=CiphertextRetention(
             storage,
-            fetches_per_minute=config.limits.key_fetches_per_minute,
-            claims_per_device_per_hour=config.limits.key_claims_per_device_per_hour,
+            retention_days=config.e2e.ciphertext_retention_days,
+            interval_s=config.e2e.retention_interval_minutes * 60,
         ),
         sessions=sessions,
         fanout=fanout,
@@ -274,6 +295,15 @@ def build_services(
         push=push,
         push_worker=push_worker,
         cluster=cluster,
+        admin=admin,
+        stats=AdminStats(
+            node_id=node_id,
+            storage_backend=config.storage.backend,
+            sessions=sessions,
+            metrics=metrics,
+            admin=admin,
+            cluster=cluster,
+        ),
     )
 
 
@@ -292,10 +322,14 @@ def build_app(
     metrics = services.metrics
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
-        middlewares=[make_error_middleware(lambda code: metrics.errors.labels(code).inc())],
+        middlewares=[
+            make_error_middleware(lambda code: metrics.errors.labels(code).inc()),
+            admin_only,
+        ],
     )
     app[SERVICES] = services
     app.add_routes(ROUTES)
+    admin_live.install(app)
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_say_goodbye)
     return app
@@ -330,6 +364,10 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(svc.media.aclose)
         retention = asyncio.create_task(svc.media.run_retention(), name="media-retention")
         stack.push_async_callback(_cancel, retention)
+        stats = asyncio.create_task(svc.stats.run(), name="admin-stats")
+        stack.push_async_callback(_cancel, stats)
+        expiry = asyncio.create_task(svc.sealed.run(), name="ciphertext-retention")
+        stack.push_async_callback(_cancel, expiry)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

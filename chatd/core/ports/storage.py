@@ -18,18 +18,22 @@ from typing import Protocol, runtime_checkable
 
 from chatd.core.models import (
     Appended,
+    AuditEntry,
     Chat,
+    Ciphertext,
     Contact,
     Device,
     DeviceKeys,
     GroupChange,
     Media,
     MediaRef,
+    MediaUsage,
     Member,
     Message,
     MessageDraft,
     PendingChat,
     Prekey,
+    Totals,
     User,
     WatermarkMove,
     WatermarkResult,
@@ -46,8 +50,9 @@ class UserStore(Protocol):
     async def get_by_name(self, username: str) -> User | None:
         """Usernames are compared case-insensitively (stored lower-case)."""
 
-    async def search(self, prefix: str, limit: int) -> list[User]:
-        """Users whose username starts with ``prefix``, in username order."""
+    async def search(self, prefix: str, limit: int, after: str = "") -> list[User]:
+        """Users whose username starts with ``prefix``, in username order; with
+        ``after``, only usernames above it (keyset pagination for admins)."""
 
     async def list_all(self, limit: int, after_username: str = "") -> list[User]: ...
 
@@ -67,10 +72,12 @@ class DeviceStore(Protocol):
 
     async def revoke(self, device_id: str) -> bool:
         """Revoke one device at once and record it in the revocation feed.
-        True if it was live."""
+        True if it was live. Its key bundle and one-time prekeys are deleted with
+        it (``KeyStore``), and from then on no encrypted send may cover it; its
+        stored ciphertexts go with it or at their expiry."""
 
     async def revoke_all(self, user_id: str) -> list[str]:
-        """Revoke every device of a user; returns their ids."""
+        """Revoke every device of a user, as ``revoke`` does; returns their ids."""
 
     async def revocations_since(self, cursor: int) -> tuple[list[str], int]:
         """Devices revoked (or whose user was banned) after ``cursor``, and the new
@@ -166,6 +173,13 @@ class MessageStore(Protocol):
         as a reference to that media in the same atomic write: once append
         returns, ``MediaStore.references`` lists the message and
         ``MediaStore.delete_unreferenced`` keeps the media. Durable when it returns.
+
+        An ``encrypted`` draft carries ``ciphertexts``: the store checks, atomically
+        with numbering it, that they cover exactly the chat's current members'
+        devices that hold a key bundle and are not revoked, less
+        ``sender_device_id`` (``chatd.core.e2e.check_coverage``; ``DeviceMismatch``
+        otherwise, and nothing is stored), and stores them with the message
+        (``CiphertextStore``), never in the message row.
         """
 
     async def get(self, chat_id: str, message_id: str) -> Message | None: ...
@@ -192,6 +206,8 @@ class ReceiptStore(Protocol):
         member's watermarks before and after (None if the user is not a member).
         A move naming a device also raises that device's cursor in the chat to
         ``delivered_seq`` (``watermarks.acked_cursors``); cursors never fall either.
+        The device has what it acknowledged: its ciphertexts in the chat up to
+        that cursor are deleted in the same call (``CiphertextStore``).
         """
 
     async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
@@ -237,8 +253,10 @@ class MediaStore(Protocol):
 class KeyStore(Protocol):
     """End-to-end encryption key bundles (public keys only), per device."""
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
-        """Store the device's identity and signed prekey, and add ``one_time`` prekeys.
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> bool:
+        """Store the device's identity and signed prekey, and add ``one_time`` prekeys;
+        True when the device had no bundle before (its user's set of devices with a
+        bundle grew, which encrypted sends must see at once).
 
         A prekey whose ``key_id`` the device already has is left as it is (a retried
         upload adds nothing twice). A new ``identity_key`` means a reinstalled
@@ -262,6 +280,42 @@ class KeyStore(Protocol):
         """How many one-time prekeys the device has left."""
 
 
+class AuditStore(Protocol):
+    """Who changed what, for administrators (``GET /admin/audit``)."""
+
+    async def append(self, entry: AuditEntry) -> None:
+        """Store one entry. Durable when it returns."""
+
+    async def page(self, limit: int, before: tuple[int, str] | None = None) -> list[AuditEntry]:
+        """Newest first, by ``(time, entry_id)`` descending; with ``before``, only
+        entries strictly below that pair. At most ``limit``."""
+
+
+class StatsStore(Protocol):
+    """Whole-store counts for the admin dashboard. May cost a scan of the store
+    (ScyllaDB has no cheap count): callers cache the answers."""
+
+    async def totals(self) -> Totals: ...
+
+    async def media_usage(self) -> MediaUsage: ...
+
+
+class CiphertextStore(Protocol):
+    """Per-device ciphertexts of end-to-end encrypted messages: written by
+    ``MessageStore.append``, deleted by ``ReceiptStore.advance`` once their device
+    acknowledged them, or here when expired."""
+
+    async def between(
+        self, device_id: str, chat_id: str, low_seq: int, high_seq: int
+    ) -> dict[int, Ciphertext]:
+        """The device's ciphertexts in the chat with ``low_seq <= seq <= high_seq``, by seq."""
+
+    async def expire(self, before: int) -> int:
+        """Delete ciphertexts stored before ``before`` (ms); how many went, if known.
+
+        A store may keep one for up to an hour past ``before`` (it expires by hour)."""
+
+
 class Storage(Protocol):
     """The whole storage port: one object with an entity store per noun."""
 
@@ -275,6 +329,9 @@ class Storage(Protocol):
     media: MediaStore
     keys: KeyStore
     push: PushStore
+    audit: AuditStore
+    stats: StatsStore
+    ciphertexts: CiphertextStore
 
     async def open(self) -> None:
         """Connect and run pending schema migrations."""

@@ -22,9 +22,11 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from chatd.core.errors import ChatdError
 from chatd.plugins import PluginContext
 from chatd.storage.scylla import (
+    audit,
     chats,
     contacts,
     devices,
+    e2e,
     feed,
     groups,
     invites,
@@ -35,6 +37,7 @@ from chatd.storage.scylla import (
     push,
     receipts,
     sequencer,
+    stats,
     users,
 )
 from chatd.storage.scylla.bridge import Cql, Observer, unavailable
@@ -50,6 +53,7 @@ STATEMENTS: dict[str, str] = {
     **contacts.CQL,
     **invites.CQL,
     **keys.CQL,
+    **e2e.CQL,
     **chats.CQL,
     **groups.CQL,
     **sequencer.CQL,
@@ -58,6 +62,8 @@ STATEMENTS: dict[str, str] = {
     **marks.CQL,
     **receipts.CQL,
     **push.CQL,
+    **audit.CQL,
+    **stats.CQL,
 }
 
 
@@ -131,6 +137,7 @@ class ScyllaStorage:
             await Migrator(cql, cluster, self._keyspace, self._replication).run()
             await asyncio.to_thread(session.set_keyspace, self._keyspace)
             await asyncio.to_thread(cql.prepare_all, STATEMENTS)
+            await self.keys.fill_sets()
         except Exception as exc:
             await self._shutdown()
             raise exc if isinstance(exc, ChatdError) else unavailable(exc) from exc
@@ -144,11 +151,19 @@ class ScyllaStorage:
         self.invites = invites.ScyllaInvites(cql)
         self.keys = keys.ScyllaKeys(cql)
         self.push = push.ScyllaPush(cql)
+        self.audit = audit.ScyllaAudit(cql)
+        self.stats = stats.ScyllaStats(cql)
+        device_sets = e2e.DeviceSets(cql)
+        self.keys = keys.ScyllaKeys(cql, device_sets)
+        self.devices.forget = self.keys.forget
+        self.ciphertexts = e2e.ScyllaCiphertexts(cql)
         group_store = groups.ScyllaGroups(cql)
         self.chats = chats.ScyllaChats(cql, group_store)
         self.messages = messages.ScyllaMessages(cql, cursors)
         self.media = media.ScyllaMedia(cql)
         self.messages.media = self.media
+        self.messages.coverage = e2e.Coverage(cql, device_sets)
+        self.messages.ciphertexts = self.ciphertexts
         self.receipts = receipts.ScyllaReceipts(cql, cursors)
         seq = sequencer.Sequencer(
             cql,

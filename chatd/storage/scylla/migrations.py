@@ -227,6 +227,45 @@ MIGRATIONS: list[tuple[int, str, list[str | AddColumn]]] = [
             ),
         ],
     ),
+    (
+        7,
+        "e2e",
+        [
+            AddColumn("messages", "encrypted", "boolean"),
+            # A user's devices holding a key bundle; ``version`` moves (by LWT) with
+            # every change, so an encrypted send can tell the set changed under it.
+            _table(
+                "e2e_devices",
+                "user_id text, device_id text, version uuid static",
+                "user_id, device_id",
+            ),
+            _table(
+                "ciphertexts",
+                "chat_id text, device_id text, seq bigint, type text, body text, stored_at bigint",
+                "(chat_id, device_id), seq",
+            ),
+            _table(
+                "ciphertext_hours",
+                "hour bigint, chat_id text, device_id text",
+                "hour, chat_id, device_id",
+            ),
+            _table("ciphertext_hour_list", "shard int, hour bigint", "shard, hour"),
+        ],
+    ),
+    (
+        8,
+        "audit",
+        # Administrative changes, one partition per UTC day, newest first; the
+        # days that have entries, newest first, in one small partition.
+        [
+            "CREATE TABLE IF NOT EXISTS {ks}.audit (day int, time bigint, entry_id text, "
+            "actor_id text, action text, target_id text, detail text, "
+            "PRIMARY KEY (day, time, entry_id)) "
+            "WITH CLUSTERING ORDER BY (time DESC, entry_id DESC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.audit_days (shard int, day int, "
+            "PRIMARY KEY (shard, day)) WITH CLUSTERING ORDER BY (day DESC)",
+        ],
+    ),
 ]
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chatd.core.models import (
+    AuditEntry,
     Chat,
+    Ciphertext,
     Contact,
     Device,
     DeviceKeys,
@@ -53,6 +55,11 @@ class Tables:
     media: dict[str, Media] = field(default_factory=dict)
     refs: dict[str, list[MediaRef]] = field(default_factory=dict)  # media_id -> messages
 
+    #: (device_id, chat_id) -> seq -> (the device's ciphertext, stored at ms).
+    ciphertexts: dict[tuple[str, str], dict[int, tuple[Ciphertext, int]]] = field(
+        default_factory=dict
+    )
+
     keys: dict[str, DeviceKeys] = field(default_factory=dict)
     prekeys: dict[str, dict[int, str]] = field(default_factory=dict)  # device -> id -> key
 
@@ -60,3 +67,4 @@ class Tables:
     #: (device_id, chat_id) -> (the waiting item, its claim's end in ms).
     outbox: dict[tuple[str, str], tuple[OutboxItem, int]] = field(default_factory=dict)
     dead: dict[str, DeadItem] = field(default_factory=dict)  # by delivery_id
+    audit: dict[tuple[int, str], AuditEntry] = field(default_factory=dict)  # (time, id)
