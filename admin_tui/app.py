@@ -1,0 +1,64 @@
+"""The admin console app: eight screens as modes, one live feed, one API."""
+
+from __future__ import annotations
+
+from textual.app import App
+from textual.binding import Binding
+
+from admin_tui.api import AdminApi
+from admin_tui.commands import AdminCommands
+from admin_tui.live import LiveFeed
+from admin_tui.screens.audit import AuditScreen
+from admin_tui.screens.dashboard import DashboardScreen
+from admin_tui.screens.groups import GroupsScreen
+from admin_tui.screens.logs import LogsScreen
+from admin_tui.screens.media import MediaScreen
+from admin_tui.screens.nodes import NodesScreen
+from admin_tui.screens.push import PushScreen
+from admin_tui.screens.users import UsersScreen
+from admin_tui.widgets.nav import SCREENS
+
+
+class AdminApp(App):
+    """``AdminApp(AdminApi(url, token)).run()``; tests drive it with ``run_test``."""
+
+    TITLE = "chatd admin"
+    CSS_PATH = "styles/app.tcss"
+    MODES = {
+        "dashboard": DashboardScreen,
+        "users": UsersScreen,
+        "groups": GroupsScreen,
+        "push": PushScreen,
+        "media": MediaScreen,
+        "nodes": NodesScreen,
+        "logs": LogsScreen,
+        "audit": AuditScreen,
+    }
+    DEFAULT_MODE = "dashboard"
+    BINDINGS = [
+        *(
+            Binding(f"{n},f{n}", f"switch_mode('{mode}')", title, show=False)
+            for n, (mode, title) in enumerate(SCREENS, 1)
+        ),
+        Binding("q", "quit", "Quit"),
+    ]
+    COMMANDS = App.COMMANDS | {AdminCommands}
+
+    def __init__(self, api: AdminApi, *, theme: str | None = None, poll_s: float = 1.0) -> None:
+        super().__init__()
+        self.api = api
+        self.feed = LiveFeed(self, api, poll_s=poll_s)
+        if theme:
+            self.theme = theme
+
+    def on_mount(self) -> None:
+        self.sub_title = self.api.base_url
+        self.feed.state.subscribe(self, self._feed_state)
+        self.run_worker(self.feed.run(), name="live feed", group="live", exit_on_error=False)
+
+    def _feed_state(self, status: str) -> None:
+        self.sub_title = f"{self.api.base_url} · {status}"
+
+    async def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "live")
+        await self.api.aclose()
