@@ -8,6 +8,7 @@ from textual.binding import Binding
 from admin_tui.api import AdminApi
 from admin_tui.commands import AdminCommands
 from admin_tui.live import LiveFeed
+from admin_tui.names import Names
 from admin_tui.screens.audit import AuditScreen
 from admin_tui.screens.dashboard import DashboardScreen
 from admin_tui.screens.groups import GroupsScreen
@@ -44,20 +45,30 @@ class AdminApp(App):
     ]
     COMMANDS = App.COMMANDS | {AdminCommands}
 
-    def __init__(self, api: AdminApi, *, theme: str | None = None, poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        api: AdminApi,
+        *,
+        theme: str | None = None,
+        label: str | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        """``label``: what the header calls the server (default: its URL)."""
         super().__init__()
         self.api = api
+        self.label = label or api.base_url
+        self.names = Names(api)
         self.feed = LiveFeed(self, api, poll_s=poll_s)
         if theme:
             self.theme = theme
 
     def on_mount(self) -> None:
-        self.sub_title = self.api.base_url
+        self.sub_title = self.label
         self.feed.state.subscribe(self, self._feed_state)
         self.run_worker(self.feed.run(), name="live feed", group="live", exit_on_error=False)
 
     def _feed_state(self, status: str) -> None:
-        self.sub_title = f"{self.api.base_url} · {status}"
+        self.sub_title = f"{self.label} · {status}"
 
     async def on_unmount(self) -> None:
         self.workers.cancel_group(self, "live")

@@ -8,7 +8,6 @@ from typing import Any
 from textual.widget import Widget
 
 from admin_tui import format as fmt
-from admin_tui.api import AdminError
 from admin_tui.screens.base import AdminScreen
 from admin_tui.widgets.paged_table import PagedTable
 
@@ -28,10 +27,6 @@ class AuditScreen(AdminScreen):
     CSS_PATH = "../styles/lists.tcss"
     AUTO_FOCUS = "#audit"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: dict[Any, str] = {}  # actor id -> username
-
     def body(self) -> Iterable[Widget]:
         table = PagedTable(
             ("time", "actor", "action", "target", "detail"),
@@ -50,19 +45,12 @@ class AuditScreen(AdminScreen):
         """A page of entries, actors by username; each gets a row key (entries have no id)."""
         body = await self.api.audit(cursor=cursor)
         entries = body.get("entries") or []
-        for actor in {e.get("actor_id") for e in entries} - self.names.keys():
-            if actor:
-                self.names[actor] = await self._username(str(actor))
+        names = await self.admin.names.resolve(e.get("actor_id") for e in entries)
         for n, entry in enumerate(entries):
             entry["_row"] = f"{cursor or ''}:{n}"
-            entry["actor_id"] = self.names.get(entry.get("actor_id"), entry.get("actor_id"))
+            actor = str(entry.get("actor_id") or "")
+            entry["actor_id"] = names.get(actor, actor)
         return body
-
-    async def _username(self, user_id: str) -> str:
-        try:
-            return str((await self.api.user(user_id)).get("username") or user_id)
-        except AdminError:
-            return user_id  # a removed user: the id is all there is
 
     def on_paged_table_loaded(self, event: PagedTable.Loaded) -> None:
         self.table_title(event.table, "entries")

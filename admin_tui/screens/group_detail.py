@@ -50,9 +50,14 @@ class GroupDetailScreen(AdminScreen):
             f"{len(members)} members    {fmt.number(group.get('last_seq'))} messages",
         ]
         self.query_one("#profile", Static).update("\n".join(lines))
+        names = await self.admin.names.resolve(
+            m.get("user_id") for m in members if not m.get("username")
+        )
+        for member in members:
+            member.setdefault("username", names.get(str(member.get("user_id"))))
+        members.sort(key=lambda m: (_ROLE_ORDER.get(str(m.get("role")), 2), str(m.get("username"))))
         table = self.query_one("#members", DataTable)
         table.clear()
-        members.sort(key=lambda m: (_ROLE_ORDER.get(str(m.get("role")), 2), str(m.get("username"))))
         for member in members:
             table.add_row(
                 str(member.get("username") or member.get("user_id")),
