@@ -55,6 +55,7 @@ class LogsScreen(AdminScreen):
         if self.admin.feed.logs_available is False:
             self.query_one("#log").display = False
             self.query_one(Unavailable).show()
+            self.refresh_bindings()
             return
         if record and rank(record.get("level")) >= rank(self.min_level):
             self.query_one(RichLog).write(self.line(record))
@@ -81,6 +82,11 @@ class LogsScreen(AdminScreen):
             self.take(record)
         if self.admin.feed.logs_available is False:
             self.take({})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("level", "clear"):
+            return self.admin.feed.logs_available is not False
+        return True
 
     def action_level(self) -> None:
         shown = LEVELS[1:]  # the server sends INFO and above
