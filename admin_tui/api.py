@@ -182,6 +182,11 @@ class AdminApi:
     async def revoke_device(self, user_id: str, device_id: str) -> None:
         await self._send("DELETE", f"/admin/users/{_seg(user_id)}/devices/{_seg(device_id)}")
 
+    async def create_invite(self, uses: int, expires_in_s: int) -> dict[str, Any]:
+        """``{code, uses, expires_at}``: a code for ``registration = "invite"``."""
+        body = {"uses": uses, "expires_in_s": expires_in_s}
+        return await self._send("POST", "/admin/invites", body)
+
     async def retry_push(self, item_id: str) -> None:
         await self._send("POST", f"/admin/push/{_seg(item_id)}/retry")
 

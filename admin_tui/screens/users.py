@@ -11,6 +11,7 @@ from textual.widgets import Input
 
 from admin_tui import format as fmt
 from admin_tui.screens.base import AdminScreen
+from admin_tui.screens.invite import InviteDialog
 from admin_tui.screens.user_detail import UserDetailScreen
 from admin_tui.widgets.paged_table import PagedTable
 
@@ -33,6 +34,7 @@ class UsersScreen(AdminScreen):
     CSS_PATH = "../styles/lists.tcss"
     BINDINGS = [
         Binding("slash", "search", "Search"),
+        Binding("i", "invite", "Invite"),
         Binding("down", "to_table", "To list", show=False),
     ]
     AUTO_FOCUS = "#search"
@@ -64,6 +66,9 @@ class UsersScreen(AdminScreen):
 
     def action_to_table(self) -> None:
         self.query_one(PagedTable).focus()
+
+    def action_invite(self) -> None:
+        self.app.push_screen(InviteDialog(self.api))
 
     def on_paged_table_loaded(self, event: PagedTable.Loaded) -> None:
         self.table_title(event.table, "users")

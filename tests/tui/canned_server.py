@@ -12,6 +12,8 @@ from __future__ import annotations
 from aiohttp import web
 
 T0 = "2026-12-01T09:00:00.000Z"
+#: the dead push items an admin asked to retry, in order
+RETRIED = web.AppKey("retried", list)
 STATS = {
     "node_id": "node-a",
     "uptime_s": 93784,
@@ -163,6 +165,13 @@ def canned_app(*, push: bool = True, cluster: bool = True, live: bool = True) ->
                 return web.json_response({**u, "devices": DEVICES})
         raise web.HTTPNotFound()
 
+    @routes.post(api + "/admin/invites")
+    async def invite(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response(
+            {"code": "k3Q9-canned-code", "uses": body["uses"], "expires_at": T0}, status=201
+        )
+
     @routes.get(api + "/admin/groups")
     async def groups(request: web.Request) -> web.Response:
         return web.json_response({"groups": GROUPS, "next_cursor": None})
@@ -184,6 +193,11 @@ def canned_app(*, push: bool = True, cluster: bool = True, live: bool = True) ->
         @routes.get(api + "/admin/push")
         async def push_list(request: web.Request) -> web.Response:
             return web.json_response({"outbox_depth": 7, "dead": DEAD, "next_cursor": None})
+
+        @routes.post(api + "/admin/push/{item_id}/retry")
+        async def push_retry(request: web.Request) -> web.Response:
+            request.app[RETRIED].append(request.match_info["item_id"])
+            return web.Response(status=204)
 
     if cluster:
 
@@ -208,5 +222,6 @@ def canned_app(*, push: bool = True, cluster: bool = True, live: bool = True) ->
             return ws
 
     app = web.Application()
+    app[RETRIED] = []
     app.add_routes(routes)
     return app

@@ -17,6 +17,7 @@ from admin_tui.api import AdminApi
 from admin_tui.app import AdminApp
 from admin_tui.screens.confirm import ConfirmDialog
 from admin_tui.screens.group_detail import GroupDetailScreen
+from admin_tui.screens.invite import InviteDialog
 from admin_tui.screens.password import PasswordDialog
 from admin_tui.screens.user_detail import UserDetailScreen
 from admin_tui.widgets.paged_table import PagedTable
@@ -99,6 +100,17 @@ def test_password_dialog(snap_compare: Any) -> None:
         await pilot.press("p")
         await settle(pilot, lambda: isinstance(pilot.app.screen, PasswordDialog))
         await pilot.press(*"secret", "enter", *"other", "enter")
+
+    assert shot(snap_compare, run_before)
+
+
+def test_invite_dialog(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await on(pilot, "2", lambda: pilot.app.screen.query(PagedTable) and rows(pilot, 5)())
+        await pilot.press("down", "i")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, InviteDialog))
+        await pilot.press("enter")
+        await settle(pilot, lambda: pilot.app.screen.code)
 
     assert shot(snap_compare, run_before)
 
