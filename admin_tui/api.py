@@ -19,7 +19,6 @@ import aiohttp
 import orjson
 
 from chatd.client import ApiError, ChatdClient
-from chatd.client.rest import API_PREFIX
 
 T = TypeVar("T")
 
@@ -224,4 +223,4 @@ class AdminApi:
             await ws.close()
 
 
-__all__ = ["API_PREFIX", "AdminApi", "AdminError", "NotAvailable"]
+__all__ = ["AdminApi", "AdminError", "NotAvailable"]
