@@ -18,6 +18,7 @@ from aiohttp import web
 
 from chatd import __version__, plugins
 from chatd.cluster.local import LocalRouter
+from chatd.cluster.service import Cluster, load_meta
 from chatd.config import Config
 from chatd.core.ids import new_id
 from chatd.core.ports.presence import Presence
@@ -31,7 +32,9 @@ from chatd.core.services.groups import GroupService
 from chatd.core.services.keys import KeyService
 from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
+from chatd.core.services.notify import NotifyService
 from chatd.core.services.presence import PresenceService
+from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
 from chatd.core.workgate import WorkGate
@@ -44,6 +47,9 @@ from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.media.processor import PoolProcessor
 from chatd.metrics import Metrics
 from chatd.presence.local import LocalPresence
+from chatd.push import guard
+from chatd.push.context import PushContext
+from chatd.push.worker import PushMetrics, PushWorker, WorkerSettings
 from chatd.security.argon2 import Argon2Hasher
 from chatd.testing import faults
 
@@ -116,6 +122,57 @@ def make_media(config: Config, storage: Storage, node_id: str, metrics: Metrics)
     )
 
 
+def make_push(
+    config: Config, storage: Storage, presence: Presence, node_id: str, metrics: Metrics
+) -> tuple[NotifyService, PushService, PushWorker]:
+    """The enabled push providers (one per ``[push.<name>]`` table, each a plugin given
+    its table), the notify step, the push service and the outbox worker."""
+    push = config.push
+    providers = {}
+    for name, table in push.tables.items():
+        context = PushContext(
+            f"push.{name}",
+            config.data_path,
+            node_id,
+            allow_private_endpoints=push.allow_private_endpoints,
+            timeout_s=push.timeout_ms / 1000,
+        )
+        providers[name] = plugins.create(plugins.PUSH, name, table, context)
+    notify = NotifyService(
+        storage, presence, enabled=bool(providers), include_content=push.include_content
+    )
+
+    async def check_endpoint(url: str) -> None:
+        await guard.check_endpoint(url, allow_private=push.allow_private_endpoints)
+
+    service = PushService(storage, notify, providers, check_endpoint)
+    settings = WorkerSettings(
+        retry_base_ms=push.retry_base_ms,
+        max_attempts=push.max_attempts,
+        timeout_s=push.timeout_ms / 1000,
+        concurrency=push.concurrency,
+        queue_size=push.queue_size,
+        batch_size=push.batch_size,
+        poll_interval_s=push.poll_interval_ms / 1000,
+    )
+    counters = PushMetrics(
+        sent=lambda provider: metrics.push_sent.labels(provider).inc(),
+        failed=lambda provider, reason: metrics.push_failed.labels(provider, reason).inc(),
+        dead=lambda provider: metrics.push_dead.labels(provider).inc(),
+        depth=metrics.push_outbox_depth.set,
+    )
+    worker = PushWorker(
+        storage,
+        presence,
+        providers,
+        settings,
+        metrics=counters,
+        forget_targets=notify.forget_targets,
+    )
+    notify.enqueued = worker.kick
+    return notify, service, worker
+
+
 def node_id_for(config: Config) -> str:
     """The configured node id, or one made once and kept in the data directory."""
     if config.server.node_id:
@@ -144,6 +201,7 @@ def build_services(
     node_id = node_id_for(config)
     storage = make_storage(config, node_id, metrics)
     sessions = SessionRegistry()
+    cluster = make_cluster(config, node_id, metrics)
     router = router or LocalRouter()
     presence = presence or LocalPresence()
     chats = ChatService(storage)
@@ -153,9 +211,13 @@ def build_services(
     router.attach(node_id, delivery, invalidation_handler(chats, sessions.disconnect_devices))
     receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, node_id, metrics)
+    notify, push, push_worker = make_push(config, storage, presence, node_id, metrics)
+    fanout.on_release = notify.released
+    accounts = make_accounts(config, storage, fanout)
+    accounts.on_revoked = push.devices_revoked
     return Services(
         storage=storage,
-        accounts=make_accounts(config, storage, fanout),
+        accounts=accounts,
         contacts=ContactService(storage),
         chats=chats,
         groups=GroupService(
@@ -208,7 +270,18 @@ def build_services(
             descriptor_reserve=config.limits.descriptor_reserve,
         ),
         addresses=AddressResolver(config.server.trusted_proxies),
+        notify=notify,
+        push=push,
+        push_worker=push_worker,
+        cluster=cluster,
     )
+
+
+def make_cluster(config: Config, node_id: str, metrics: Metrics) -> Cluster | None:
+    """This node's gossip membership and cluster port (``[cluster]``), not started."""
+    if not config.cluster.enabled:
+        return None
+    return Cluster.from_config(config.cluster, node_id, metrics.registry)
 
 
 def build_app(
@@ -235,6 +308,15 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
         await svc.accounts.open()
+        for provider in svc.push.providers.values():
+            await provider.open()
+            stack.push_async_callback(provider.close)
+        svc.push_worker.start()
+        stack.push_async_callback(svc.push_worker.stop)
+        stack.push_async_callback(svc.notify.wait_idle, 5.0)
+        if svc.cluster is not None:
+            await svc.cluster.start(load_meta(lambda: len(svc.sessions)))
+            stack.push_async_callback(svc.cluster.stop)
         stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
         stack.callback(svc.router.detach, svc.node_id)
