@@ -105,7 +105,7 @@ class DashboardScreen(AdminScreen):
         for node in self.cluster_nodes:
             table.add_row(
                 str(node.get("node_id", "-")),
-                str(node.get("address", "-")),
+                str(node.get("address") or "-"),
                 str(node.get("status", "-")),
                 fmt.number(node.get("connections")),
                 fmt.when(node.get("joined_at")),

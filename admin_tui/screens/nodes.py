@@ -58,7 +58,7 @@ class NodesScreen(AdminScreen):
             marker = "*" if node.get("node_id") == me else ""
             table.add_row(
                 f"{node.get('node_id')}{marker}",
-                str(node.get("address", "-")),
+                str(node.get("address") or "-"),
                 str(node.get("status", "-")),
                 fmt.number(node.get("connections")),
                 fmt.when(node.get("joined_at")),

@@ -12,8 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 T0 = "2026-12-01T09:00:00.000Z"
-#: the dead push items an admin asked to retry, in order
-RETRIED = web.AppKey("retried", list)
+
 STATS = {
     "node_id": "node-a",
     "uptime_s": 93784,
@@ -194,11 +193,6 @@ def canned_app(*, push: bool = True, cluster: bool = True, live: bool = True) ->
         async def push_list(request: web.Request) -> web.Response:
             return web.json_response({"outbox_depth": 7, "dead": DEAD, "next_cursor": None})
 
-        @routes.post(api + "/admin/push/{item_id}/retry")
-        async def push_retry(request: web.Request) -> web.Response:
-            request.app[RETRIED].append(request.match_info["item_id"])
-            return web.Response(status=204)
-
     if cluster:
 
         @routes.get(api + "/cluster")
@@ -222,6 +216,5 @@ def canned_app(*, push: bool = True, cluster: bool = True, live: bool = True) ->
             return ws
 
     app = web.Application()
-    app[RETRIED] = []
     app.add_routes(routes)
     return app

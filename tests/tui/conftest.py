@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from admin_tui.api import AdminApi
+from admin_tui.app import AdminApp
 from admin_tui.start import sign_in
 from tests.conftest import PASSWORD, services_of
 from tests.tui.canned_server import canned_app
@@ -29,6 +30,16 @@ async def admin_api(base_url: str, admin_token: str) -> Any:
     api = AdminApi(base_url, admin_token)
     yield api
     await api.aclose()
+
+
+def console(base_url: str, token: str) -> AdminApp:
+    """The admin console on ``base_url`` (polling, where it must poll, five times a second)."""
+    return AdminApp(AdminApi(base_url, token), poll_s=0.2)
+
+
+def notes(app: AdminApp) -> list[str]:
+    """The notifications on screen (what an admin reads after an action)."""
+    return [n.message for n in app._notifications]
 
 
 async def settle(pilot: Any, ready: Callable[[], Any], timeout: float = 10.0) -> None:
