@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from admin_tui.api import AdminApi
 from admin_tui.commands import AdminCommands
@@ -65,11 +68,16 @@ class AdminApp(App):
     def on_mount(self) -> None:
         self.sub_title = self.label
         self.feed.state.subscribe(self, self._feed_state)
-        self.run_worker(self.feed.run(), name="live feed", group="live", exit_on_error=False)
+        self._feed_worker = self.run_worker(
+            self.feed.run(), name="live feed", group="live", exit_on_error=False
+        )
 
     def _feed_state(self, status: str) -> None:
         self.sub_title = f"{self.label} · {status}"
 
     async def on_unmount(self) -> None:
-        self.workers.cancel_group(self, "live")
+        """The live socket closes before the HTTP session it runs on."""
+        self._feed_worker.cancel()
+        with contextlib.suppress(WorkerCancelled, WorkerFailed):
+            await self._feed_worker.wait()
         await self.api.aclose()
