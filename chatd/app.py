@@ -37,6 +37,7 @@ from chatd.core.services.notify import NotifyService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
+from chatd.core.services.sealed import CiphertextRetention
 from chatd.core.services.sync import SyncService
 from chatd.core.workgate import WorkGate
 from chatd.gateway import admin_live
@@ -230,6 +231,15 @@ def build_services(
     admin = AdminService(
         storage, accounts, groups, presence, push=push, push_depth=lambda: push_worker.depth
     )
+    keys = KeyService(
+        storage,
+        fanout,
+        chats,
+        fetches_per_minute=config.limits.key_fetches_per_minute,
+        claims_per_device_per_hour=config.limits.key_claims_per_device_per_hour,
+        prekey_low_watermark=config.e2e.prekey_low_watermark,
+    )
+    accounts.keys_changed = keys.announce_devices
     return Services(
         storage=storage,
         accounts=accounts,
@@ -244,6 +254,8 @@ def build_services(
             media,
             max_message_bytes=config.limits.max_message_bytes,
             messages_per_second=config.limits.messages_per_second,
+            max_devices_per_message=config.e2e.max_devices_per_message,
+            max_ciphertext_bytes=config.e2e.max_ciphertext_bytes,
         ),
         receipts=receipts,
         presence=PresenceService(
@@ -251,10 +263,11 @@ def build_services(
         ),
         sync=SyncService(storage),
         media=media,
-        keys=KeyService(
+        keys=keys,
+        sealed=CiphertextRetention(
             storage,
-            fetches_per_minute=config.limits.key_fetches_per_minute,
-            claims_per_device_per_hour=config.limits.key_claims_per_device_per_hour,
+            retention_days=config.e2e.ciphertext_retention_days,
+            interval_s=config.e2e.retention_interval_minutes * 60,
         ),
         sessions=sessions,
         fanout=fanout,
@@ -353,6 +366,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(_cancel, retention)
         stats = asyncio.create_task(svc.stats.run(), name="admin-stats")
         stack.push_async_callback(_cancel, stats)
+        expiry = asyncio.create_task(svc.sealed.run(), name="ciphertext-retention")
+        stack.push_async_callback(_cancel, expiry)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

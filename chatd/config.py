@@ -174,6 +174,17 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class E2eConfig:
+    """End-to-end encrypted messages: what the server relays and keeps."""
+
+    ciphertext_retention_days: float = 30.0
+    retention_interval_minutes: float = 60.0
+    prekey_low_watermark: int = 20
+    max_devices_per_message: int = 1024
+    max_ciphertext_bytes: int = 131072
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     repeats_per_minute: int = 10
@@ -220,6 +231,7 @@ class Config:
     push: PushConfig = field(default_factory=PushConfig)
     log: LogConfig = field(default_factory=LogConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    e2e: E2eConfig = field(default_factory=E2eConfig)
 
     @property
     def data_path(self) -> Path:
@@ -383,6 +395,11 @@ def _check(config: Config) -> None:
             "[limits] key_claims_per_device_per_hour must be >= 0 (0: no limit)",
         ),
         (2 <= lim.max_group_members <= 100_000, "[limits] max_group_members must be 2-100000"),
+        (config.e2e.ciphertext_retention_days > 0, "[e2e] ciphertext_retention_days must be > 0"),
+        (config.e2e.retention_interval_minutes > 0, "[e2e] retention_interval_minutes must be > 0"),
+        (config.e2e.prekey_low_watermark >= 0, "[e2e] prekey_low_watermark must be >= 0"),
+        (config.e2e.max_devices_per_message >= 1, "[e2e] max_devices_per_message must be >= 1"),
+        (config.e2e.max_ciphertext_bytes >= 64, "[e2e] max_ciphertext_bytes must be >= 64"),
         (lim.max_upload_bytes >= 1, "[limits] max_upload_bytes must be positive"),
         (lim.uploads_per_minute >= 0, "[limits] uploads_per_minute must be 0 or more"),
         (

@@ -29,6 +29,8 @@ class ChatdError(Exception):
         self.code: ErrorCode = code
         self.message = message
         self.retry_after = retry_after
+        #: Fields added to the wire's error object beside code and message.
+        self.details: dict[str, object] = {}
 
     def __repr__(self) -> str:
         return f"ChatdError({self.code!r}, {self.message!r})"

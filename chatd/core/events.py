@@ -6,7 +6,7 @@ hands the same bytes to every socket it goes to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -18,7 +18,7 @@ class Event:
     ``__init__`` (an ``object.__setattr__`` per field) cost several times more.
     """
 
-    __slots__ = ("chat_id", "created_at", "data", "seq", "type")
+    __slots__ = ("chat_id", "created_at", "data", "only_listed", "per_device", "seq", "type")
 
     def __init__(
         self,
@@ -27,6 +27,8 @@ class Event:
         chat_id: str | None = None,
         seq: int = 0,
         created_at: int = 0,
+        per_device: Mapping[str, Mapping[str, Any]] | None = None,
+        only_listed: bool = False,
     ) -> None:
         self.type = type
         self.data = data
@@ -36,16 +38,47 @@ class Event:
         self.seq = seq
         #: Wall-clock ms when the event's cause was accepted, for latency metrics.
         self.created_at = created_at
+        #: Per device id, fields that replace those of ``data`` in that device's copy
+        #: (an end-to-end encrypted message: each device gets only its own
+        #: ciphertext). The delivery step resolves it per socket; with
+        #: ``only_listed``, devices not named get nothing (an event for one device).
+        self.per_device = per_device
+        self.only_listed = only_listed
+
+    @classmethod
+    def for_device(cls, device_id: str, type: str, data: dict[str, Any]) -> Event:
+        """An event for one device of a user (publish it to that user)."""
+        return cls(type, {}, per_device={device_id: data}, only_listed=True)
+
+    def data_for(self, device_id: str) -> dict[str, Any] | None:
+        """The ``data`` one device receives (None: nothing for that device)."""
+        per_device = self.per_device
+        if per_device is None:
+            return self.data
+        extra = per_device.get(device_id)
+        if extra is None:
+            return None if self.only_listed else self.data
+        return {**self.data, **extra}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
             return NotImplemented
-        return (self.type, self.data, self.chat_id, self.seq, self.created_at) == (
+        return (
+            self.type,
+            self.data,
+            self.chat_id,
+            self.seq,
+            self.created_at,
+            self.per_device,
+            self.only_listed,
+        ) == (
             other.type,
             other.data,
             other.chat_id,
             other.seq,
             other.created_at,
+            other.per_device,
+            other.only_listed,
         )
 
     __hash__ = None  # type: ignore[assignment]  # data is a dict: not hashable anyway

@@ -7,7 +7,7 @@ Times are integer milliseconds since the epoch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -135,6 +135,11 @@ class MessageDraft:
     client_msg_id: str
     media_id: str | None = None
     reply_to: str | None = None
+    #: End-to-end encrypted: ``content`` is empty and ``ciphertexts`` holds one
+    #: entry per recipient device (``chatd.core.e2e``); the store checks, inside
+    #: the append, that they cover exactly the devices that must be covered.
+    encrypted: bool = False
+    ciphertexts: Mapping[str, Ciphertext] | None = None
 
     def to_message(self, *, message_id: str, seq: int, created_at: int) -> Message:
         """The stored message this draft becomes once a store numbered it."""
@@ -150,6 +155,7 @@ class MessageDraft:
             created_at=created_at,
             media_id=self.media_id,
             reply_to=self.reply_to,
+            encrypted=self.encrypted,
         )
 
 
@@ -166,6 +172,20 @@ class Message:
     created_at: int
     media_id: str | None = None
     reply_to: str | None = None
+    #: End-to-end encrypted (``content`` empty; each device has its own ciphertext,
+    #: stored beside the message, never in it). Push leaves the content out.
+    encrypted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ciphertext:
+    """One device's entry of an end-to-end encrypted message: opaque to the server.
+
+    ``type`` is ``"prekey"`` (starts a session) or ``"message"``; ``body`` is base64.
+    """
+
+    type: str
+    body: str
 
 
 @dataclass(frozen=True, slots=True)

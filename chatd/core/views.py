@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from chatd.core.e2e import ciphertext_view
 from chatd.core.ids import format_ts
 from chatd.core.models import (
     Chat,
+    Ciphertext,
     Contact,
     Device,
     DeviceKeys,
@@ -93,10 +95,18 @@ def upload_view(media: Media) -> dict[str, Any]:
 
 
 def message_view(
-    message: Message, status: Status = "sent", media: Media | None = None
+    message: Message,
+    status: Status = "sent",
+    media: Media | None = None,
+    ciphertext: Ciphertext | None = None,
 ) -> dict[str, Any]:
-    """``media``: the record of ``message.media_id`` (None if it has none, or it is gone)."""
-    return {
+    """``media``: the record of ``message.media_id`` (None if it has none, or it is gone).
+
+    ``encrypted`` is always there (an addition to the contract's object); an
+    encrypted message also has ``ciphertext``, the reading device's own entry
+    (null once acknowledged or expired, or for a device it was not sent to).
+    """
+    view = {
         "message_id": message.message_id,
         "chat_id": message.chat_id,
         "seq": message.seq,
@@ -108,7 +118,11 @@ def message_view(
         "client_msg_id": message.client_msg_id,
         "timestamp": format_ts(message.created_at),
         "status": status,
+        "encrypted": message.encrypted,
     }
+    if message.encrypted:
+        view["ciphertext"] = ciphertext_view(ciphertext)
+    return view
 
 
 def ack_view(message: Message) -> dict[str, Any]:

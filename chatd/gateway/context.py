@@ -24,6 +24,7 @@ from chatd.core.services.notify import NotifyService
 from chatd.core.services.presence import PresenceService
 from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
+from chatd.core.services.sealed import CiphertextRetention
 from chatd.core.services.sync import SyncService
 from chatd.gateway.address import AddressResolver
 from chatd.gateway.admin_stats import AdminStats
@@ -46,6 +47,7 @@ class Services:
     sync: SyncService
     media: MediaService
     keys: KeyService
+    sealed: CiphertextRetention
     sessions: SessionRegistry
     fanout: FanOut
     router: Router

@@ -31,14 +31,19 @@ _CODE_OF_STATUS = {status: code for code, status in STATUS.items()}
 _CODE_OF_STATUS[405] = "bad_request"
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {**(details or {}), "code": code, "message": message}}
 
 
-def error_response(code: str, message: str, retry_after: float | None = None) -> web.Response:
+def error_response(
+    code: str,
+    message: str,
+    retry_after: float | None = None,
+    details: dict[str, Any] | None = None,
+) -> web.Response:
     headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
     return web.Response(
-        body=orjson.dumps(error_body(code, message)),
+        body=orjson.dumps(error_body(code, message, details)),
         status=STATUS.get(code, 500),
         content_type="application/json",
         headers=headers,
@@ -80,6 +85,6 @@ def make_error_middleware(count: Callable[[str], None]) -> Any:
                 return error_response("bad_request", "the client went away")
             error = classify(exc, f"{request.method} {request.path}")
             count(error.code)
-            return error_response(error.code, error.message, error.retry_after)
+            return error_response(error.code, error.message, error.retry_after, error.details)
 
     return errors

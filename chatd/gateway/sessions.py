@@ -7,7 +7,9 @@ never waits: it appends to that list, and one callback per event-loop turn (the
 no task per socket or per frame. A session whose list is full (a client that
 stopped reading) is closed: the client reconnects and resyncs from its
 watermarks, so one stuck client cannot slow the others or grow the server's
-memory. An event is encoded and framed once, however many sockets it goes to.
+memory. An event is encoded and framed once, however many sockets it goes to, except
+for the devices it carries fields of their own for (``Event.per_device``: an
+end-to-end encrypted message's ciphertext), which get a copy each.
 """
 
 from __future__ import annotations
@@ -390,11 +392,19 @@ class SessionRegistry:
             devices = by_user.get(user_id)
             if not devices:
                 continue
-            if framed is None:
-                framed = text_frame(encode(event.type, event.data))
             for device_id, sessions in devices.items():
                 if device_id == skip_device:
                     continue
+                if event.per_device is not None and device_id in event.per_device:
+                    data = event.data_for(device_id)
+                    own = text_frame(encode(event.type, data))
+                    for session in sessions:
+                        session.deliver(own, event)
+                    continue
+                if event.only_listed:
+                    continue
+                if framed is None:
+                    framed = text_frame(encode(event.type, event.data))
                 for session in sessions:
                     session.deliver(framed, event)
 

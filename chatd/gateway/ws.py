@@ -257,7 +257,7 @@ class Connection:
     def _error(self, frame_id: Any, exc: BaseException) -> None:
         error = classify(exc, "websocket frame")
         self.svc.metrics.errors.labels(error.code).inc()
-        data: dict[str, Any] = {"code": error.code, "message": error.message}
+        data: dict[str, Any] = {**error.details, "code": error.code, "message": error.message}
         if error.retry_after:
             data["retry_after_ms"] = int(error.retry_after * 1000) + 1
         self.session.offer(encode("error", data, frame_id, with_id=True))

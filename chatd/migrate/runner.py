@@ -156,6 +156,7 @@ async def migrate(options: Options, reporter: Reporter | None = None) -> Outcome
                 else:
                     reporter.note("resuming the interrupted migration")
                 await _copy(source, importer, progress, options, reporter)
+                await storage.keys.fill_sets(again=True)  # derived from the copied bundles
                 await importer.save("meta", None, True, info)
                 copied = True
             else:

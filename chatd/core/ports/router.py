@@ -21,6 +21,10 @@ class LocalDelivery(Protocol):
     def deliver(self, user_ids: Iterable[str], event: Event, skip_device: str | None) -> None:
         """Queue ``event`` for every socket here of ``user_ids`` but ``skip_device``'s.
 
+        An event with ``per_device`` gives each device named there its own copy
+        (``Event.data_for``: an encrypted message's ciphertext); with
+        ``only_listed``, devices not named get nothing.
+
         Never blocks and never raises for a slow receiver: a socket whose queue is
         full is closed and its device resyncs on reconnect.
         """

@@ -20,6 +20,7 @@ from chatd.core.models import (
     Appended,
     AuditEntry,
     Chat,
+    Ciphertext,
     Contact,
     Device,
     DeviceKeys,
@@ -71,10 +72,12 @@ class DeviceStore(Protocol):
 
     async def revoke(self, device_id: str) -> bool:
         """Revoke one device at once and record it in the revocation feed.
-        True if it was live."""
+        True if it was live. Its key bundle and one-time prekeys are deleted with
+        it (``KeyStore``), and from then on no encrypted send may cover it; its
+        stored ciphertexts go with it or at their expiry."""
 
     async def revoke_all(self, user_id: str) -> list[str]:
-        """Revoke every device of a user; returns their ids."""
+        """Revoke every device of a user, as ``revoke`` does; returns their ids."""
 
     async def revocations_since(self, cursor: int) -> tuple[list[str], int]:
         """Devices revoked (or whose user was banned) after ``cursor``, and the new
@@ -170,6 +173,13 @@ class MessageStore(Protocol):
         as a reference to that media in the same atomic write: once append
         returns, ``MediaStore.references`` lists the message and
         ``MediaStore.delete_unreferenced`` keeps the media. Durable when it returns.
+
+        An ``encrypted`` draft carries ``ciphertexts``: the store checks, atomically
+        with numbering it, that they cover exactly the chat's current members'
+        devices that hold a key bundle and are not revoked, less
+        ``sender_device_id`` (``chatd.core.e2e.check_coverage``; ``DeviceMismatch``
+        otherwise, and nothing is stored), and stores them with the message
+        (``CiphertextStore``), never in the message row.
         """
 
     async def get(self, chat_id: str, message_id: str) -> Message | None: ...
@@ -196,6 +206,8 @@ class ReceiptStore(Protocol):
         member's watermarks before and after (None if the user is not a member).
         A move naming a device also raises that device's cursor in the chat to
         ``delivered_seq`` (``watermarks.acked_cursors``); cursors never fall either.
+        The device has what it acknowledged: its ciphertexts in the chat up to
+        that cursor are deleted in the same call (``CiphertextStore``).
         """
 
     async def pending(self, user_id: str, device_id: str) -> list[PendingChat]:
@@ -241,8 +253,10 @@ class MediaStore(Protocol):
 class KeyStore(Protocol):
     """End-to-end encryption key bundles (public keys only), per device."""
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
-        """Store the device's identity and signed prekey, and add ``one_time`` prekeys.
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> bool:
+        """Store the device's identity and signed prekey, and add ``one_time`` prekeys;
+        True when the device had no bundle before (its user's set of devices with a
+        bundle grew, which encrypted sends must see at once).
 
         A prekey whose ``key_id`` the device already has is left as it is (a retried
         upload adds nothing twice). A new ``identity_key`` means a reinstalled
@@ -286,6 +300,22 @@ class StatsStore(Protocol):
     async def media_usage(self) -> MediaUsage: ...
 
 
+class CiphertextStore(Protocol):
+    """Per-device ciphertexts of end-to-end encrypted messages: written by
+    ``MessageStore.append``, deleted by ``ReceiptStore.advance`` once their device
+    acknowledged them, or here when expired."""
+
+    async def between(
+        self, device_id: str, chat_id: str, low_seq: int, high_seq: int
+    ) -> dict[int, Ciphertext]:
+        """The device's ciphertexts in the chat with ``low_seq <= seq <= high_seq``, by seq."""
+
+    async def expire(self, before: int) -> int:
+        """Delete ciphertexts stored before ``before`` (ms); how many went, if known.
+
+        A store may keep one for up to an hour past ``before`` (it expires by hour)."""
+
+
 class Storage(Protocol):
     """The whole storage port: one object with an entity store per noun."""
 
@@ -301,6 +331,7 @@ class Storage(Protocol):
     push: PushStore
     audit: AuditStore
     stats: StatsStore
+    ciphertexts: CiphertextStore
 
     async def open(self) -> None:
         """Connect and run pending schema migrations."""

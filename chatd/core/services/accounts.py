@@ -59,6 +59,9 @@ class AccountService:
         self._storage = storage
         self._hasher = hasher
         self._fanout = fanout
+        #: Told the user whose set of devices holding a key bundle just shrank
+        #: (``KeyService.announce_devices``, set at wiring).
+        self.keys_changed: Callable[[str], Awaitable[None]] | None = None
         self.registration = registration
         self._token_ttl_ms = token_ttl_days * DAY_MS
         self._min_password = min_password_length
@@ -227,17 +230,30 @@ class AccountService:
         mine = {d.device_id for d in await self._storage.devices.list_for_user(caller.user_id)}
         if device_id not in mine:
             raise not_found("device not found")
-        await self._storage.devices.revoke(device_id)
-        await self.revoked(caller.user_id, [device_id], "token revoked")
+        await self.revoke(caller.user_id, [device_id], "token revoked")
 
-    async def revoked(self, user_id: str, device_ids: list[str], reason: str) -> None:
-        """After ``device_ids`` were revoked in storage: close their sockets on every
-        node and drop what hangs off them (``on_revoked``: push targets)."""
-        if not device_ids:
-            return
-        self._fanout.invalidate(Invalidation.devices(device_ids, reason))
-        if self.on_revoked is not None:
-            await self.on_revoked(user_id, device_ids)
+    async def revoke(self, user_id: str, device_ids: list[str] | None, reason: str) -> list[str]:
+        """Revoke ``device_ids`` of the user (None: every device) and everything that
+        hangs off them: their sockets close on every node, their key bundles go (in
+        storage's revoke) and the user's contacts hear ``devices_changed`` if any
+        had one, their push targets go (``on_revoked``). The one way devices are
+        revoked: logout, device removal, ban, password reset. Returns the ids revoked."""
+        listed = [d.device_id for d in await self._storage.devices.list_for_user(user_id)]
+        candidates = listed if device_ids is None else device_ids
+        keyed = [d for d in candidates if await self._storage.keys.get(d) is not None]
+        if device_ids is None:
+            revoked = await self._storage.devices.revoke_all(user_id)
+        else:
+            for device_id in device_ids:
+                await self._storage.devices.revoke(device_id)
+            revoked = list(device_ids)
+        if revoked:
+            self._fanout.invalidate(Invalidation.devices(revoked, reason))
+            if self.on_revoked is not None:
+                await self.on_revoked(user_id, revoked)
+        if keyed and self.keys_changed is not None:
+            await self.keys_changed(user_id)
+        return revoked
 
     # -- profiles -----------------------------------------------------------
 

@@ -178,8 +178,7 @@ class AdminService:
         await self._user(user_id)
         user = await self._storage.users.update(user_id, banned=True)
         assert user is not None
-        revoked = await self._storage.devices.revoke_all(user_id)
-        await self._accounts.revoked(user_id, revoked, "account banned")
+        revoked = await self._accounts.revoke(user_id, None, "account banned")
         await self._audit(actor, "user.ban", user_id, f"tokens_revoked={len(revoked)}")
         return user
 
@@ -202,8 +201,7 @@ class AdminService:
         await self._user(user_id)
         password_hash = await self._accounts.hash_password(password)
         await self._storage.users.update(user_id, password_hash=password_hash)
-        revoked = await self._storage.devices.revoke_all(user_id)
-        await self._accounts.revoked(user_id, revoked, "password changed")
+        revoked = await self._accounts.revoke(user_id, None, "password changed")
         await self._audit(actor, "user.password", user_id, f"tokens_revoked={len(revoked)}")
 
     async def update_user(self, actor: str, user_id: str, data: Any) -> dict[str, Any]:
@@ -230,8 +228,7 @@ class AdminService:
         mine = {d.device_id for d in await self._storage.devices.list_for_user(user_id)}
         if device_id not in mine:
             raise not_found("device not found")
-        await self._storage.devices.revoke(device_id)
-        await self._accounts.revoked(user_id, [device_id], "token revoked")
+        await self._accounts.revoke(user_id, [device_id], "token revoked")
         await self._audit(actor, "device.revoke", device_id, f"user_id={user_id}")
 
     # -- invites --------------------------------------------------------------

@@ -20,6 +20,7 @@ from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Chat, Member, Message
 from chatd.core.ports.storage import Storage
 from chatd.core.services.media import attachments
+from chatd.core.services.sealed import own_ciphertexts
 from chatd.core.views import chat_view, message_status, message_view, visible_last_seq
 
 MAX_PAGE = 100
@@ -173,7 +174,7 @@ class ChatService:
             messages = [m for m in page if m.seq <= last_seq]
             more = bool(messages) and messages[-1].seq < last_seq
             cursor: str | int | None = messages[-1].seq if more else None
-            return await self._page(messages, members, cursor)
+            return await self._page(caller, messages, members, cursor)
         limit = validate.query_int(params, "limit", 50, minimum=1, maximum=MAX_PAGE)
         before_seq = last_seq + 1
         before = params.get("before")
@@ -185,15 +186,22 @@ class ChatService:
         messages = await self._storage.messages.before(chat_id, before_seq, limit, me.joined_seq)
         more = bool(messages) and messages[-1].seq > me.joined_seq + 1
         cursor = messages[-1].message_id if more else None
-        return await self._page(messages, members, cursor)
+        return await self._page(caller, messages, members, cursor)
 
     async def _page(
-        self, messages: list[Message], members: list[Member], cursor: str | int | None
+        self,
+        caller: Caller,
+        messages: list[Message],
+        members: list[Member],
+        cursor: str | int | None,
     ) -> dict[str, Any]:
         media = await attachments(self._storage, messages)
+        sealed = await own_ciphertexts(self._storage, caller.device_id, messages)
         return {
             "messages": [
-                message_view(m, message_status(m, members), media.get(m.media_id or ""))
+                message_view(
+                    m, message_status(m, members), media.get(m.media_id or ""), sealed.get(m.seq)
+                )
                 for m in messages
             ],
             "next_cursor": cursor,

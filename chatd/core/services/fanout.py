@@ -28,11 +28,12 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from itertools import count
 
+from chatd.core.e2e import ciphertext_view
 from chatd.core.events import Event, Invalidation
-from chatd.core.models import Media, Message
+from chatd.core.models import Ciphertext, Media, Message
 from chatd.core.ports.router import Router
 from chatd.core.services.chats import ChatService
 from chatd.core.tasks import Background
@@ -83,14 +84,23 @@ class _Line:
         self.loading = False
 
 
-def message_event(message: Message, media: Media | None = None) -> Event:
-    """The ``new_message`` event of a stored message."""
+def message_event(
+    message: Message,
+    media: Media | None = None,
+    ciphertexts: Mapping[str, Ciphertext] | None = None,
+) -> Event:
+    """The ``new_message`` event of a stored message; an encrypted one carries each
+    recipient device's ciphertext for that device alone."""
+    per_device = None
+    if ciphertexts:
+        per_device = {d: {"ciphertext": ciphertext_view(c)} for d, c in ciphertexts.items()}
     return Event(
         "new_message",
         message_view(message, media=media),
         chat_id=message.chat_id,
         seq=message.seq,
         created_at=message.created_at,
+        per_device=per_device,
     )
 
 
@@ -125,6 +135,7 @@ class FanOut:
         skip_device: str | None = None,
         recipients: Iterable[str] | None = None,
         membership_changed: bool = False,
+        ciphertexts: Mapping[str, Ciphertext] | None = None,
     ) -> None:
         """The ticket's store call stored ``message``: deliver it in its turn.
 
@@ -133,9 +144,8 @@ class FanOut:
         members everywhere once it is released.
         """
         line = ticket.line
-        entry = _Entry(
-            line.issued, message_event(message, media), skip_device, recipients, membership_changed
-        )
+        event = message_event(message, media, ciphertexts)
+        entry = _Entry(line.issued, event, skip_device, recipients, membership_changed)
         heapq.heappush(line.held, (message.seq, next(self._order), entry))
         self._close(ticket)
 

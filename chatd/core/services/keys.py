@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +23,15 @@ from typing import Any
 from chatd.core import validate
 from chatd.core.auth import Caller
 from chatd.core.errors import bad_request, not_found
+from chatd.core.events import Event
 from chatd.core.ids import now_ms
 from chatd.core.models import DeviceKeys, Prekey, SignedPrekey
 from chatd.core.ports.storage import Storage
 from chatd.core.ratelimit import TokenBucket
+from chatd.core.services.chats import ChatService
+from chatd.core.services.fanout import FanOut
+
+log = logging.getLogger(__name__)
 
 #: One-time prekeys a device may hold at once (Signal clients keep about 100).
 MAX_ONE_TIME_PREKEYS = 1000
@@ -49,11 +55,17 @@ class KeyService:
     def __init__(
         self,
         storage: Storage,
+        fanout: FanOut,
+        chats: ChatService,
         *,
         fetches_per_minute: float = 60,
         claims_per_device_per_hour: float = 60,
+        prekey_low_watermark: int = 20,
     ) -> None:
         self._storage = storage
+        self._fanout = fanout
+        self._chats = chats
+        self._low = prekey_low_watermark
         rate = fetches_per_minute / 60
         self._fetches = TokenBucket(rate, max(1.0, fetches_per_minute / 6), what="key fetches")
         self._claims = TokenBucket.per_period(
@@ -77,7 +89,8 @@ class KeyService:
             raise bad_request("a new identity_key needs a new signed_prekey")
         one_time = _one_time_prekeys(data.get("one_time_prekeys", []))
         keys = DeviceKeys(caller.device_id, caller.user_id, identity, signed, now_ms())
-        await self._storage.keys.put(keys, one_time, limit=MAX_ONE_TIME_PREKEYS)
+        if await self._storage.keys.put(keys, one_time, limit=MAX_ONE_TIME_PREKEYS):
+            await self.announce_devices(caller.user_id)
         return await self._storage.keys.count(caller.device_id)
 
     async def fetch(self, caller: Caller, user_id: str) -> list[Bundle]:
@@ -102,8 +115,39 @@ class KeyService:
             prekey = await self._storage.keys.claim(device.device_id) if claimable else None
             if claimable and prekey is None:
                 self._claims.give_back(device.device_id)  # none left: nothing was handed out
+            if prekey is not None:
+                await self._check_low(user_id, device.device_id)
             bundles.append(Bundle(keys, prekey))
         return bundles
+
+    async def _check_low(self, user_id: str, device_id: str) -> None:
+        """Tell a device whose stock of one-time prekeys ran low, so it uploads more."""
+        left = await self._storage.keys.count(device_id)
+        if left < self._low:
+            event = Event.for_device(device_id, "keys_low", {"one_time_prekeys": left})
+            self._fanout.publish([user_id], event)
+
+    async def announce_devices(self, user_id: str) -> None:
+        """``devices_changed`` to whoever may send to ``user_id``: its own devices,
+        everyone sharing a chat with it, everyone having it as a contact.
+
+        Called when the user's set of devices holding a bundle changed (a new
+        device uploaded one, a device was revoked or logged out).
+        """
+        try:
+            device_ids = []
+            for device in await self._storage.devices.list_for_user(user_id):
+                if await self._storage.keys.get(device.device_id) is not None:
+                    device_ids.append(device.device_id)
+            audience = {user_id}
+            for member in await self._storage.chats.memberships(user_id):
+                if member.left_seq is None:
+                    audience |= await self._chats.member_ids(member.chat_id)
+            audience |= set(await self._storage.contacts.watchers(user_id))
+            event = Event("devices_changed", {"user_id": user_id, "device_ids": device_ids})
+            self._fanout.publish(audience, event)
+        except Exception:  # the change is stored; clients also refetch on bad_request
+            log.exception("announcing the devices of %s failed", user_id)
 
     async def count(self, caller: Caller) -> int:
         return await self._storage.keys.count(caller.device_id)

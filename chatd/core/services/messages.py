@@ -16,6 +16,7 @@ from typing import Any
 
 from chatd.core import validate
 from chatd.core.auth import Caller
+from chatd.core.e2e import parse_ciphertexts
 from chatd.core.errors import ChatdError, bad_request
 from chatd.core.models import (
     MESSAGE_TYPES,
@@ -53,7 +54,11 @@ class MessageService:
         *,
         max_message_bytes: int = 65536,
         messages_per_second: float = 20,
+        max_devices_per_message: int = 1024,
+        max_ciphertext_bytes: int = 131072,
     ) -> None:
+        self._max_devices = max_devices_per_message
+        self._max_ciphertext_bytes = max_ciphertext_bytes
         self._storage = storage
         self._chats = chats
         self._fanout = fanout
@@ -86,16 +91,29 @@ class MessageService:
         kind = validate.required_string(data, "type", max_len=16)
         if kind not in MESSAGE_TYPES:
             raise bad_request(f"type must be one of {', '.join(sorted(MESSAGE_TYPES))}")
-        content = validate.string(data, "content", required=True, max_len=10**9)
-        assert content is not None
+        encrypted = data.get("encrypted")
+        if encrypted is None:
+            encrypted = False
+        if not isinstance(encrypted, bool):
+            raise bad_request("encrypted must be true or false")
+        content = validate.string(data, "content", required=not encrypted, max_len=10**9) or ""
         if len(content.encode("utf-8", "surrogatepass")) > self._max_bytes:
             raise ChatdError("payload_too_large", f"content is over {self._max_bytes} bytes")
         client_msg_id = validate.required_string(data, "client_msg_id", max_len=128)
         media_id = validate.string(data, "media_id", required=False, max_len=64)
         reply_to = validate.string(data, "reply_to", required=False, max_len=64)
-        if data.get("encrypted"):
-            raise bad_request("end-to-end encrypted messages are not enabled on this server")
-        if media_id is None and kind != "text":
+        ciphertexts = None
+        if encrypted:
+            if content:
+                raise bad_request("an encrypted message has an empty content")
+            ciphertexts = parse_ciphertexts(
+                data.get("ciphertexts"),
+                max_devices=self._max_devices,
+                max_body_bytes=self._max_ciphertext_bytes,
+            )
+        elif data.get("ciphertexts") is not None:
+            raise bad_request("ciphertexts needs encrypted: true")
+        if media_id is None and kind != "text" and not encrypted:
             article = "an" if kind in ("image", "audio") else "a"
             raise bad_request(f"{article} {kind} message needs a media_id")
         self._rate.take(caller.user_id)
@@ -118,6 +136,8 @@ class MessageService:
             client_msg_id=client_msg_id,
             media_id=media_id,
             reply_to=reply_to,
+            encrypted=encrypted,
+            ciphertexts=ciphertexts,
         )
         return Outgoing(draft, media)
 
@@ -152,7 +172,13 @@ class MessageService:
                 return
             message = appended.message
             self._receipts.remember(message)
-            self._fanout.message(ticket, message, outgoing.media, skip_device=caller.device_id)
+            self._fanout.message(
+                ticket,
+                message,
+                outgoing.media,
+                skip_device=caller.device_id,
+                ciphertexts=outgoing.draft.ciphertexts,
+            )
             read, delivered = appended.previous_read_seq, appended.previous_delivered_seq
             if read is not None and delivered is not None and read < message.seq - 1:
                 # Replying reads the chat: tell the senders of what it covered, as a

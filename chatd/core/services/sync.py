@@ -13,6 +13,7 @@ from typing import Any
 from chatd.core.auth import Caller
 from chatd.core.ports.storage import Storage
 from chatd.core.services.media import attachments
+from chatd.core.services.sealed import own_ciphertexts
 from chatd.core.views import message_status, message_view
 
 PAGE = 200
@@ -35,9 +36,12 @@ class SyncService:
                 page = await self._storage.messages.after(pending.chat_id, after, limit)
                 visible = [m for m in page if m.seq <= pending.last_seq]  # not past leaving
                 media = await attachments(self._storage, visible)
+                sealed = await own_ciphertexts(self._storage, caller.device_id, visible)
                 for message in visible:
                     status = message_status(message, members)
-                    view = message_view(message, status, media.get(message.media_id or ""))
+                    view = message_view(
+                        message, status, media.get(message.media_id or ""), sealed.get(message.seq)
+                    )
                     yield message.chat_id, message.seq, view
                 if len(visible) < len(page) or not page:
                     break

@@ -26,6 +26,7 @@ from chatd.storage.scylla import (
     chats,
     contacts,
     devices,
+    e2e,
     feed,
     groups,
     invites,
@@ -52,6 +53,7 @@ STATEMENTS: dict[str, str] = {
     **contacts.CQL,
     **invites.CQL,
     **keys.CQL,
+    **e2e.CQL,
     **chats.CQL,
     **groups.CQL,
     **sequencer.CQL,
@@ -135,6 +137,7 @@ class ScyllaStorage:
             await Migrator(cql, cluster, self._keyspace, self._replication).run()
             await asyncio.to_thread(session.set_keyspace, self._keyspace)
             await asyncio.to_thread(cql.prepare_all, STATEMENTS)
+            await self.keys.fill_sets()
         except Exception as exc:
             await self._shutdown()
             raise exc if isinstance(exc, ChatdError) else unavailable(exc) from exc
@@ -150,11 +153,17 @@ class ScyllaStorage:
         self.push = push.ScyllaPush(cql)
         self.audit = audit.ScyllaAudit(cql)
         self.stats = stats.ScyllaStats(cql)
+        device_sets = e2e.DeviceSets(cql)
+        self.keys = keys.ScyllaKeys(cql, device_sets)
+        self.devices.forget = self.keys.forget
+        self.ciphertexts = e2e.ScyllaCiphertexts(cql)
         group_store = groups.ScyllaGroups(cql)
         self.chats = chats.ScyllaChats(cql, group_store)
         self.messages = messages.ScyllaMessages(cql, cursors)
         self.media = media.ScyllaMedia(cql)
         self.messages.media = self.media
+        self.messages.coverage = e2e.Coverage(cql, device_sets)
+        self.messages.ciphertexts = self.ciphertexts
         self.receipts = receipts.ScyllaReceipts(cql, cursors)
         seq = sequencer.Sequencer(
             cql,

@@ -38,6 +38,7 @@ def message_of(row: Any) -> Message:
         created_at=int(row.created_at),
         media_id=row.media_id,
         reply_to=row.reply_to,
+        encrypted=bool(row.encrypted),
     )
 
 
@@ -83,4 +84,5 @@ def claim_row(m: Message, bucket: int, change: str | None) -> tuple[object, ...]
         unset if m.media_id is None else m.media_id,
         unset if m.reply_to is None else m.reply_to,
         unset if change is None else change,
+        True if m.encrypted else unset,
     )

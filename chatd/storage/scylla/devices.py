@@ -1,5 +1,9 @@
 """Devices on ScyllaDB: three views of one record, revocation by LWT, the feed.
 
+A revoked device's key bundle goes with it: ``forget`` drops it and takes the
+device out of its user's ``e2e_devices`` set, after the revoking LWT (also when
+healing a revoke that died midway).
+
 ``by_token`` runs on every REST call, so ``device_tokens`` carries the whole
 device and answers it in one read. ``revoke`` marks the token and user views
 revoked *first*, then decides with ``IF revoked_at = null`` which call revoked
@@ -9,6 +13,7 @@ it: a process dying in between leaves a dead token (the safe side), and a later
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cassandra.query import UNSET_VALUE
@@ -56,6 +61,9 @@ class ScyllaDevices:
     def __init__(self, cql: Cql, feed: RevocationFeed) -> None:
         self._cql = cql
         self._feed = feed
+        #: Drops a revoked device's keys and takes it out of its user's device set
+        #: (``ScyllaKeys.forget``, set at wiring).
+        self.forget: Callable[[str, str], Awaitable[None]]
 
     async def create(self, device: Device, token_hash: str) -> None:
         d = device
@@ -93,6 +101,7 @@ class ScyllaDevices:
             return False
         if row.revoked_at is not None:
             await self._mark(row, int(row.revoked_at))  # heal a revoke that died midway
+            await self.forget(row.user_id, device_id)
             return False
         now, op = now_ms(), new_id()
         await self._mark(row, now)
@@ -106,6 +115,7 @@ class ScyllaDevices:
             current = await self._cql.one("devices.get", (device_id,), serial=True)
             if current is not None and current.revoked_at is not None:
                 await self._mark(current, int(current.revoked_at))
+        await self.forget(row.user_id, device_id)  # revoked now, by this call or another
         return result.applied
 
     async def _mark(self, row: Any, revoked_at: int) -> None:

@@ -33,9 +33,11 @@ import random
 import uuid
 from collections.abc import Sequence
 
+from chatd.core.errors import ChatdError
 from chatd.core.models import DeviceKeys, Prekey
 from chatd.core.prekeys import prekeys_to_add
 from chatd.storage.scylla.bridge import Cql, KeyedLocks, unavailable
+from chatd.storage.scylla.e2e import DeviceSets
 
 CANDIDATES = 16
 ROUNDS = 20
@@ -57,7 +59,15 @@ CQL = {
     "prekeys.take": "DELETE FROM one_time_prekeys WHERE device_id = ? AND key_id = ? "
     "IF public_key = ?",
     "prekeys.count": "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ? AND key_id >= 0",
+    "prekeys.revoked": "SELECT revoked_at FROM devices WHERE device_id = ?",
+    "prekeys.drop_bundle": "DELETE FROM device_keys WHERE device_id = ?",
+    "prekeys.drop_all": "DELETE FROM one_time_prekeys WHERE device_id = ?",
+    "prekeys.all_bundles": "SELECT device_id, user_id FROM device_keys",
+    "prekeys.filled": "SELECT device_id FROM e2e_devices WHERE user_id = ? LIMIT 1",
+    "prekeys.mark_filled": "INSERT INTO e2e_devices (user_id, device_id) VALUES (?, '-')",
 }
+#: The ``e2e_devices`` partition that says ``fill_sets`` ran (not a user id: ids are UUIDs).
+FILLED = "~filled"
 
 
 async def _lost() -> bool:
@@ -65,11 +75,44 @@ async def _lost() -> bool:
 
 
 class ScyllaKeys:
-    def __init__(self, cql: Cql) -> None:
+    def __init__(self, cql: Cql, sets: DeviceSets) -> None:
         self._cql = cql
         self._locks = KeyedLocks()
+        self._sets = sets
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> bool:
+        """See ``KeyStore.put``; then the device joins its user's ``e2e_devices`` set
+        (an LWT that moves the set's version), unless the device was revoked."""
+        await self._put(keys, one_time, limit=limit)
+        async with self._cql.gate.held():
+            added = await self._sets.add(keys.user_id, keys.device_id)
+            row = await self._cql.one("prekeys.revoked", (keys.device_id,), serial=True)
+            if row is not None and row.revoked_at is not None:  # revoked meanwhile: it wins
+                await self.forget(keys.user_id, keys.device_id)
+                raise ChatdError("unauthorized", "the token is invalid, expired or revoked")
+            return added
+
+    async def fill_sets(self, *, again: bool = False) -> None:
+        """Once per keyspace (or ``again``, after ``chatd migrate`` copied bundles in):
+        put the devices that have a bundle in their users' sets, for bundles stored
+        before ``e2e_devices`` existed (migration 7). Idempotent; marked as done by
+        a row under a user id no user has."""
+        if not again and await self._cql.one("prekeys.filled", (FILLED,)) is not None:
+            return
+        for row in await self._cql.all_rows("prekeys.all_bundles"):
+            live = await self._cql.one("prekeys.revoked", (row.device_id,))
+            if live is None or live.revoked_at is None:
+                await self._sets.add(row.user_id, row.device_id)
+        await self._cql.write("prekeys.mark_filled", (FILLED,))
+
+    async def forget(self, user_id: str, device_id: str) -> None:
+        """A revoked device: out of its user's set first, then its bundle and prekeys."""
+        await self._sets.remove(user_id, device_id)
+        await self._cql.writes(
+            [("prekeys.drop_bundle", (device_id,)), ("prekeys.drop_all", (device_id,))]
+        )
+
+    async def _put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
         device_id = keys.device_id
         async with self._cql.gate.held(), self._locks.hold(("upload", device_id)):
             for _ in range(ROUNDS):

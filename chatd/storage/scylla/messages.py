@@ -11,7 +11,10 @@ owner may have stored, and number ours only if there is none.
 
 A draft with a ``media_id`` marks the media referenced before its seq claim
 (concurrently with its key) and gets its ``media_refs`` row after the claim,
-before any answer, first or repeat (why this order is safe: media.py).
+before any answer, first or repeat (why this order is safe: media.py). An
+encrypted draft is checked against the members' device sets right before its
+claim and again right after, and gets its ciphertext rows before any answer,
+first or repeat (e2e.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from chatd.storage.scylla.common import (
     bucket_of,
     message_of,
 )
+from chatd.storage.scylla.e2e import Coverage, ScyllaCiphertexts
 from chatd.storage.scylla.media import ScyllaMedia, ref_writes
 from chatd.storage.scylla.sequencer import Entry, Sequencer
 
@@ -80,6 +84,8 @@ class ScyllaMessages:
         self._tasks: set[asyncio.Task[None]] = set()
         self.sequencer: Sequencer  # set by ScyllaStorage (it needs the chat store too)
         self.media: ScyllaMedia  # set by ScyllaStorage
+        self.coverage: Coverage  # set by ScyllaStorage
+        self.ciphertexts: ScyllaCiphertexts  # set by ScyllaStorage
 
     # -- append ------------------------------------------------------------------
 
@@ -107,6 +113,8 @@ class ScyllaMessages:
 
     async def _append(self, draft: MessageDraft) -> Appended:
         entry = Entry(draft, asyncio.get_running_loop().create_future(), owner=new_id())
+        if draft.encrypted:
+            entry.check = self._check
         entry.ready = asyncio.ensure_future(self._ready(entry))
         self.sequencer.submit(entry)
         message = await entry.future
@@ -167,6 +175,24 @@ class ScyllaMessages:
             return False
         return True
 
+    async def _check(self, entry: Entry) -> None:
+        """The sequencer's coverage check of an encrypted draft (see e2e.py)."""
+        entry.checked = await self.coverage.check(entry.draft)
+
+    async def _sealed_writes(
+        self, entry: Entry, m: Message
+    ) -> list[tuple[str, tuple[object, ...]]]:
+        """After the claim: re-check the device sets, compensate a race, and the
+        ciphertext rows to write (see e2e.py)."""
+        given = dict(entry.draft.ciphertexts or {})
+        if entry.checked is None:  # a repeat or a taken-over key: no check to compare
+            return self.ciphertexts.writes(m, given)
+        dropped, joined = await self.coverage.recheck(entry.draft, entry.checked)
+        kept = {d: c for d, c in given.items() if d not in dropped}
+        writes = self.ciphertexts.writes(m, kept)
+        writes += [("e2e.drop_before", (m.chat_id, device_id, m.seq)) for device_id in joined]
+        return writes
+
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
@@ -186,8 +212,11 @@ class ScyllaMessages:
                 if row.seq is not None:
                     message = await self.at_seq(row.chat_id, int(row.seq))
                     if message is not None:
-                        # The first copy may have died before writing it.
+                        # The first copy may have died before writing it (or its
+                        # ciphertexts): a retry carries them again.
                         await self._cql.writes(ref_writes([message]))
+                        if message.encrypted and d.ciphertexts:
+                            await self._cql.writes(self.ciphertexts.writes(message, d.ciphertexts))
                         entry.created = False
                         entry.future.set_result(message)
                         return
@@ -231,6 +260,11 @@ class ScyllaMessages:
                     ("keys.done", (found.seq, found.message_id, d.sender_id, d.client_msg_id)),
                     ("messages.index", (found.message_id, found.chat_id, found.seq)),
                     *ref_writes([found]),
+                    *(
+                        self.ciphertexts.writes(found, d.ciphertexts)
+                        if found.encrypted and d.ciphertexts
+                        else []
+                    ),
                 ]
             )
             entry.created = False
@@ -308,17 +342,29 @@ class ScyllaMessages:
                 # missing is derived and repaired by later writes or a retry's lookup.
                 log.warning("follow-up writes failed for %d message(s) in %s", len(pairs), chat_id)
 
-        # Media references are not left to repair: an append that answers has its
-        # row, so one that could not write it fails (the retry's repeat writes it).
-        _, refs = await asyncio.gather(
-            derived(), self._cql.writes(ref_writes(messages)), return_exceptions=True
+        async def sealed(entry: Entry, m: Message) -> None:
+            await self._cql.writes(await self._sealed_writes(entry, m))
+
+        # Media references and ciphertexts are not left to repair: an append that
+        # answers has them, so one that could not write them fails (the retry's
+        # repeat writes them).
+        encrypted = [(e, m) for e, m in pairs if m.encrypted]
+        _, refs, *sealing = await asyncio.gather(
+            derived(),
+            self._cql.writes(ref_writes(messages)),
+            *(sealed(e, m) for e, m in encrypted),
+            return_exceptions=True,
         )
+        failed = {id(e): s for (e, _), s in zip(encrypted, sealing, strict=True) if s is not None}
         for entry, m in pairs:
             if entry.future.done():
                 continue
-            if isinstance(refs, BaseException) and m.media_id is not None:
+            error = failed.get(id(entry))
+            if error is None and isinstance(refs, BaseException) and m.media_id is not None:
+                error = refs
+            if error is not None:
                 entry.future.set_exception(
-                    refs if isinstance(refs, ChatdError) else unavailable(refs)
+                    error if isinstance(error, ChatdError) else unavailable(error)
                 )
             else:
                 entry.future.set_result(m)

@@ -228,6 +228,31 @@ MIGRATIONS: list[tuple[int, str, list[str | AddColumn]]] = [
         ],
     ),
     (
+        7,
+        "e2e",
+        [
+            AddColumn("messages", "encrypted", "boolean"),
+            # A user's devices holding a key bundle; ``version`` moves (by LWT) with
+            # every change, so an encrypted send can tell the set changed under it.
+            _table(
+                "e2e_devices",
+                "user_id text, device_id text, version uuid static",
+                "user_id, device_id",
+            ),
+            _table(
+                "ciphertexts",
+                "chat_id text, device_id text, seq bigint, type text, body text, stored_at bigint",
+                "(chat_id, device_id), seq",
+            ),
+            _table(
+                "ciphertext_hours",
+                "hour bigint, chat_id text, device_id text",
+                "hour, chat_id, device_id",
+            ),
+            _table("ciphertext_hour_list", "shard int, hour bigint", "shard, hour"),
+        ],
+    ),
+    (
         8,
         "audit",
         # Administrative changes, one partition per UTC day, newest first; the

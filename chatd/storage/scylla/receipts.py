@@ -18,6 +18,7 @@ from chatd.core.watermarks import Marks, Position, acked_cursors, apply_move, pe
 from chatd.storage.scylla import marks
 from chatd.storage.scylla.bridge import Cql, gather_limited
 from chatd.storage.scylla.common import or_zero
+from chatd.storage.scylla.e2e import ack_writes
 
 CQL = {
     "receipts.member": "SELECT role, delivered_seq, read_seq FROM chat_members "
@@ -98,6 +99,7 @@ class ScyllaReceipts:
                 writes.append((self._cql.batch(items), ()))
         for (device_id, chat_id), seq in cursors.items():
             writes.append(marks.cursor(device_id, chat_id, seq))
+        writes += ack_writes(cursors)  # the devices have what they acknowledged
         await self._cql.writes(writes)
         for (device_id, chat_id), seq in cursors.items():
             self._cursors.raised(device_id, chat_id, seq)

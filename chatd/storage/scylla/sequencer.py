@@ -55,8 +55,8 @@ MAX_IDLE_CHATS = 10_000
 
 CQL = {
     "seq.claim": "INSERT INTO messages (chat_id, bucket, seq, message_id, sender_id, "
-    "sender_device_id, type, content, client_msg_id, created_at, media_id, reply_to, change) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+    "sender_device_id, type, content, client_msg_id, created_at, media_id, reply_to, change, "
+    "encrypted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
     "seq.keep_epoch": "UPDATE messages SET epoch = ? WHERE chat_id = ? AND bucket = ? IF epoch = ?",
     "seq.move_epoch": "UPDATE messages SET epoch = ?, epoch_seq = ? "
     "WHERE chat_id = ? AND bucket = ? IF epoch = ?",
@@ -89,6 +89,10 @@ class Entry:
     created: bool = True  # False when the future got an earlier message (a repeat)
     numbered: bool = False  # stored: only its own follow-up may answer it now
     previous: Marks | None = None  # the sender's watermarks before it
+    #: An encrypted draft's coverage check, run in submission order right before
+    #: each claim attempt (it raises to refuse); ``checked`` keeps what it read.
+    check: Callable[[Entry], Awaitable[None]] | None = None
+    checked: Any = None
 
     @property
     def size(self) -> int:
@@ -185,6 +189,7 @@ class Sequencer:
                 version = entries[0].expected
             else:
                 entries = await self._members_only(st, entries, attempt == 0)
+                entries = await self._covered(entries)
                 if not entries:
                     return
                 version = st.version
@@ -270,6 +275,20 @@ class Sequencer:
                 await self._rejected(entry, ChatdError("unavailable", "timed out; retry"), True)
             else:
                 keep.append(entry)
+        return keep
+
+    async def _covered(self, entries: list[Entry]) -> list[Entry]:
+        """Refuse encrypted drafts whose ciphertexts do not cover exactly the devices
+        they must (``Entry.check``), one after the other, right before the claim."""
+        keep = []
+        for entry in entries:
+            if entry.check is not None:
+                try:
+                    await entry.check(entry)
+                except Exception as exc:
+                    await self._rejected(entry, _as_chatd(exc), True)
+                    continue
+            keep.append(entry)
         return keep
 
     async def _probe(self, st: ChatState) -> None:

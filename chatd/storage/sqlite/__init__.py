@@ -9,6 +9,7 @@ from typing import Any
 from chatd.plugins import PluginContext
 from chatd.storage.sqlite.audit import SqliteAudit
 from chatd.storage.sqlite.chats import SqliteChats
+from chatd.storage.sqlite.ciphertexts import SqliteCiphertexts
 from chatd.storage.sqlite.contacts import SqliteContacts
 from chatd.storage.sqlite.db import Database, Observer
 from chatd.storage.sqlite.devices import SqliteDevices
@@ -46,6 +47,7 @@ class SqliteStorage:
         self.push = SqlitePush(self.db)
         self.audit = SqliteAudit(self.db)
         self.stats = SqliteStats(self.db)
+        self.ciphertexts = SqliteCiphertexts(self.db)
 
     async def open(self) -> None:
         await self.db.open()

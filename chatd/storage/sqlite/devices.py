@@ -7,6 +7,7 @@ import sqlite3
 from chatd.core.ids import now_ms
 from chatd.core.models import Device
 from chatd.storage.sqlite.db import Database
+from chatd.storage.sqlite.keys import forget_device
 from chatd.storage.sqlite.rows import DEVICE_COLUMNS, device_of, placeholders
 
 
@@ -56,6 +57,7 @@ class SqliteDevices:
             if cursor.rowcount == 0:
                 return False
             conn.execute("INSERT INTO revocations (device_id, at) VALUES (?, ?)", (device_id, now))
+            forget_device(conn, [device_id])
             return True
 
         return await self._db.job(write)
@@ -74,6 +76,7 @@ class SqliteDevices:
             conn.executemany(
                 "INSERT INTO revocations (device_id, at) VALUES (?, ?)", [(d, now) for d in ids]
             )
+            forget_device(conn, ids)
             return ids
 
         return await self._db.job(write)

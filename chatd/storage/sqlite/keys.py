@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from chatd.core.errors import ChatdError
 from chatd.core.models import DeviceKeys, Prekey
 from chatd.core.prekeys import prekeys_to_add
 from chatd.storage.sqlite.db import Database
@@ -21,8 +22,14 @@ class SqliteKeys:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            revoked = conn.execute(
+                "SELECT 1 FROM devices WHERE device_id = ? AND revoked_at IS NOT NULL",
+                (keys.device_id,),
+            ).fetchone()
+            if revoked is not None:  # revoked meanwhile: its bundle must stay gone
+                raise ChatdError("unauthorized", "the token is invalid, expired or revoked")
             cursor = conn.execute(
                 "SELECT identity_key FROM device_keys WHERE device_id = ?", (keys.device_id,)
             )
@@ -47,8 +54,9 @@ class SqliteKeys:
                 "INSERT INTO one_time_prekeys (device_id, key_id, public_key) VALUES (?,?,?)",
                 [(keys.device_id, p.key_id, p.public_key) for p in fresh],
             )
+            return row is None
 
-        await self._db.job(write)
+        return await self._db.job(write)
 
     async def get(self, device_id: str) -> DeviceKeys | None:
         row = await self._db.fetchone(
@@ -74,3 +82,11 @@ class SqliteKeys:
             "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ?", (device_id,)
         )
         return int(row[0]) if row else 0
+
+
+def forget_device(conn: sqlite3.Connection, device_ids: list[str]) -> None:
+    """A revoked device's keys and ciphertexts, deleted in the revoking transaction."""
+    rows = [(d,) for d in device_ids]
+    conn.executemany("DELETE FROM one_time_prekeys WHERE device_id = ?", rows)
+    conn.executemany("DELETE FROM device_keys WHERE device_id = ?", rows)
+    conn.executemany("DELETE FROM ciphertexts WHERE device_id = ?", rows)

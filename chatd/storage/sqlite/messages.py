@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from chatd.core.e2e import check_coverage
 from chatd.core.errors import ChatdError
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import Appended, Message, MessageDraft
@@ -95,6 +96,7 @@ class AppendBatch:
             ):
                 marks[(chat_id, user_id)] = Marks(int(delivered), int(read))
         new: list[Message] = []
+        drafts_of_new: list[MessageDraft] = []
         now = now_ms()
         for op in ops:
             assert isinstance(op, AppendOp)
@@ -106,16 +108,30 @@ class AppendBatch:
             if d.chat_id not in last_seq or (d.chat_id, d.sender_id) not in marks:
                 op.result = ChatdError("not_found", "chat not found")
                 continue
+            if d.encrypted:
+                try:  # in the writer's transaction: no upload or revocation can interleave
+                    check_coverage(_required_devices(conn, d), (d.ciphertexts or {}).keys())
+                except ChatdError as exc:
+                    op.result = exc
+                    continue
             seq = last_seq[d.chat_id] = last_seq[d.chat_id] + 1
             message = d.to_message(message_id=new_id(), seq=seq, created_at=now)
             known[key] = message
             new.append(message)
+            drafts_of_new.append(d)
             before = marks[(d.chat_id, d.sender_id)]
             marks[(d.chat_id, d.sender_id)] = sent(before, seq)
             op.result = Appended(message, True, before.read, before.delivered)
         if not new:
             return
         execute_rows(conn, INSERT_ROWS, width(MESSAGE_COLUMNS), [message_row(m) for m in new])
+        sealed = [
+            (device_id, m.chat_id, m.seq, c.type, c.body, now)
+            for m, d in zip(new, drafts_of_new, strict=True)
+            if d.ciphertexts
+            for device_id, c in d.ciphertexts.items()
+        ]
+        execute_rows(conn, INSERT_CIPHERTEXTS, 6, sealed)
         carried = list({m.media_id for m in new if m.media_id is not None})
         if carried:  # the media is referenced from now on: retention keeps it
             conn.executemany(
@@ -173,6 +189,24 @@ def _move_sender_cursors(conn: sqlite3.Connection, new: Sequence[Message]) -> No
         [(d, c, seq) for (d, c), seq in moved.items()],
     )
 
+
+def _required_devices(conn: sqlite3.Connection, draft: MessageDraft) -> list[str]:
+    """The devices an encrypted draft must cover: current members' devices with a
+    bundle, not revoked, but the sending one."""
+    rows = conn.execute(
+        "SELECT k.device_id FROM members m JOIN device_keys k ON k.user_id = m.user_id "
+        "JOIN devices d ON d.device_id = k.device_id "
+        "WHERE m.chat_id = ? AND m.left_seq IS NULL AND d.revoked_at IS NULL "
+        "AND k.device_id != ?",
+        (draft.chat_id, draft.sender_device_id),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+INSERT_CIPHERTEXTS = (
+    "INSERT OR REPLACE INTO ciphertexts (device_id, chat_id, seq, type, body, stored_at) "
+    "VALUES {values}"
+)
 
 #: Rows per multi-row statement (at most 11 parameters each: far below SQLite's limit).
 CHUNK = 400

@@ -100,7 +100,7 @@ def member_of(row: Row) -> Member:
 
 
 def message_of(row: Row) -> Message:
-    return Message(*row[:_MESSAGE])
+    return Message(*row[: _MESSAGE - 1], encrypted=bool(row[_MESSAGE - 1]))
 
 
 def message_row(m: Message) -> Row:
@@ -116,6 +116,7 @@ def message_row(m: Message) -> Row:
         m.created_at,
         m.media_id,
         m.reply_to,
+        int(m.encrypted),
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from chatd.core.models import (
     AuditEntry,
     Chat,
+    Ciphertext,
     Contact,
     Device,
     DeviceKeys,
@@ -53,6 +54,11 @@ class Tables:
 
     media: dict[str, Media] = field(default_factory=dict)
     refs: dict[str, list[MediaRef]] = field(default_factory=dict)  # media_id -> messages
+
+    #: (device_id, chat_id) -> seq -> (the device's ciphertext, stored at ms).
+    ciphertexts: dict[tuple[str, str], dict[int, tuple[Ciphertext, int]]] = field(
+        default_factory=dict
+    )
 
     keys: dict[str, DeviceKeys] = field(default_factory=dict)
     prekeys: dict[str, dict[int, str]] = field(default_factory=dict)  # device -> id -> key

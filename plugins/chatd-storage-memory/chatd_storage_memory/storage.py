@@ -34,6 +34,7 @@ class MemoryStorage:
         self.push = stores.Push(self)
         self.audit = stores.Audit(self)
         self.stats = stores.Stats(self)
+        self.ciphertexts = stores.Ciphertexts(self)
 
     def tables(self) -> Tables:
         """The tables, or ``unavailable`` before ``open`` and after ``aclose``."""

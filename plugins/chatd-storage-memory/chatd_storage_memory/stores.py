@@ -11,12 +11,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from chatd.core.e2e import check_coverage
 from chatd.core.errors import ChatdError, StaleVersion
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import (
     Appended,
     AuditEntry,
     Chat,
+    Ciphertext,
     Contact,
     Device,
     DeviceKeys,
@@ -134,6 +136,7 @@ class Devices(_Store):
             return False
         t.devices[device_id] = dataclasses.replace(device, revoked_at=now_ms())
         t.revocations.append(device_id)
+        _forget_device(t, device_id)
         return True
 
     async def revoke_all(self, user_id: str) -> list[str]:
@@ -143,6 +146,7 @@ class Devices(_Store):
         for device_id in ids:
             t.devices[device_id] = dataclasses.replace(t.devices[device_id], revoked_at=now)
             t.revocations.append(device_id)
+            _forget_device(t, device_id)
         return ids
 
     async def revocations_since(self, cursor: int) -> tuple[list[str], int]:
@@ -155,6 +159,14 @@ class Devices(_Store):
     async def record_ban(self, user_id: str) -> None:
         t = self._t
         t.revocations.extend(_live_devices(t, user_id))
+
+
+def _forget_device(t: Tables, device_id: str) -> None:
+    """A revoked device's bundle, prekeys and ciphertexts go with it."""
+    t.keys.pop(device_id, None)
+    t.prekeys.pop(device_id, None)
+    for key in [k for k in t.ciphertexts if k[0] == device_id]:
+        del t.ciphertexts[key]
 
 
 def _live_devices(t: Tables, user_id: str) -> list[str]:
@@ -351,12 +363,16 @@ class Messages(_Store):
         sender = t.members.get(draft.chat_id, {}).get(draft.sender_id)
         if chat is None or sender is None or not sender.active:
             raise ChatdError("not_found", "chat not found")
+        if draft.encrypted:
+            check_coverage(_required_devices(t, draft), (draft.ciphertexts or {}).keys())
         now = now_ms()
         message = draft.to_message(message_id=new_id(), seq=chat.last_seq + 1, created_at=now)
         t.messages.setdefault(chat.chat_id, []).append(message)
         t.by_id[message.message_id] = message
         t.sent[(draft.sender_id, draft.client_msg_id)] = message
         t.chats[chat.chat_id] = dataclasses.replace(chat, last_seq=message.seq, last_activity=now)
+        for device_id, ciphertext in (draft.ciphertexts or {}).items():
+            t.ciphertexts.setdefault((device_id, chat.chat_id), {})[message.seq] = (ciphertext, now)
         if message.media_id is not None:  # retention keeps the media from now on
             ref = MediaRef(message.media_id, chat.chat_id, message.seq, message.message_id)
             t.refs.setdefault(message.media_id, []).append(ref)
@@ -395,6 +411,19 @@ class Messages(_Store):
         return {m.sender_id for m in stored[max(low_seq, 0) : max(high_seq, 0)]}
 
 
+def _required_devices(t: Tables, draft: MessageDraft) -> list[str]:
+    """The devices an encrypted draft must cover (``chatd.core.e2e``)."""
+    members = {u for u, m in t.members.get(draft.chat_id, {}).items() if m.active}
+    return [
+        k.device_id
+        for k in t.keys.values()
+        if k.user_id in members
+        and k.device_id != draft.sender_device_id
+        and (d := t.devices.get(k.device_id)) is not None
+        and d.revoked_at is None
+    ]
+
+
 class Receipts(_Store):
     async def advance(self, moves: Sequence[WatermarkMove]) -> list[WatermarkResult | None]:
         t = self._t
@@ -414,6 +443,10 @@ class Receipts(_Store):
             if move.device_id is not None and move.delivered_seq > 0:
                 key = (move.device_id, move.chat_id)
                 t.cursors[key] = max(t.cursors.get(key, 0), move.delivered_seq)
+                sealed = t.ciphertexts.get(key)
+                if sealed:  # the device has what it acknowledged
+                    for seq in [s for s in sealed if s <= move.delivered_seq]:
+                        del sealed[seq]
             results.append(WatermarkResult(delivered, new_delivered, read, new_read))
         return results
 
@@ -469,8 +502,11 @@ class MediaRecords(_Store):
 
 
 class Keys(_Store):
-    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> None:
+    async def put(self, keys: DeviceKeys, one_time: Sequence[Prekey], *, limit: int) -> bool:
         t = self._t
+        device = t.devices.get(keys.device_id)
+        if device is not None and device.revoked_at is not None:
+            raise ChatdError("unauthorized", "the token is invalid, expired or revoked")
         known = t.keys.get(keys.device_id)
         renewed = known is not None and known.identity_key != keys.identity_key
         held = set() if renewed else set(t.prekeys.get(keys.device_id, {}))
@@ -481,6 +517,7 @@ class Keys(_Store):
         prekeys = t.prekeys.setdefault(keys.device_id, {})
         for prekey in fresh:
             prekeys[prekey.key_id] = prekey.public_key
+        return known is None
 
     async def get(self, device_id: str) -> DeviceKeys | None:
         return self._t.keys.get(device_id)
@@ -613,3 +650,20 @@ class Stats(_Store):
             bytes=sum(m.size for m in t.media.values()),
             unreferenced_files=sum(1 for m in t.media if not t.refs.get(m)),
         )
+
+
+class Ciphertexts(_Store):
+    async def between(
+        self, device_id: str, chat_id: str, low_seq: int, high_seq: int
+    ) -> dict[int, Ciphertext]:
+        sealed = self._t.ciphertexts.get((device_id, chat_id), {})
+        return {seq: c for seq, (c, _) in sealed.items() if low_seq <= seq <= high_seq}
+
+    async def expire(self, before: int) -> int:
+        removed = 0
+        for sealed in self._t.ciphertexts.values():
+            old = [seq for seq, (_, at) in sealed.items() if at < before]
+            for seq in old:
+                del sealed[seq]
+            removed += len(old)
+        return removed

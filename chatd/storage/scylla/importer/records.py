@@ -180,6 +180,7 @@ def message_puts(m: Message) -> list[Put]:
             created_at=m.created_at,
             media_id=m.media_id,
             reply_to=m.reply_to,
+            encrypted=m.encrypted or None,
         ),
         put("message_ids", message_id=m.message_id, chat_id=m.chat_id, seq=m.seq),
     ]

@@ -119,6 +119,7 @@ TABLES: dict[str, Table] = {
             "media_id",
             "reply_to",
             "change",
+            "encrypted",
         ),
         group="chat_id",
         scan=False,
@@ -182,6 +183,10 @@ NOT_IMPORTED = {
     PROGRESS_TABLE: "the import's own checkpoint",
     "audit": "the admin audit log starts afresh on the new backend (not copied yet)",
     "audit_days": "the audit log's day index",
+    "e2e_devices": "derived from device_keys once the copy is done (ScyllaKeys.fill_sets)",
+    "ciphertexts": "transient: waiting ciphertexts are not copied (docs/operations.md)",
+    "ciphertext_hours": "the ciphertexts' retention index",
+    "ciphertext_hour_list": "the ciphertexts' retention index",
 }
 
 
