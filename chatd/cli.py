@@ -145,6 +145,49 @@ def _lock_data_dir(data_dir: Path) -> Any:
 
 
 @app.command()
+def admin(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="The server, e.g. http://host:8080 (default: the saved profile's, "
+            "else http://127.0.0.1:8080)."
+        ),
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option("--user", "-u", help="Log in as this admin (asked if needed).")
+    ] = None,
+    save: Annotated[
+        bool,
+        typer.Option("--save", help="Keep the token in the admin profile (0600) for next time."),
+    ] = False,
+    theme: Annotated[
+        str | None, typer.Option(help="A Textual theme, e.g. textual-light for light terminals.")
+    ] = None,
+) -> None:
+    """Open the admin console (a terminal UI) on a running server.
+
+    Credentials: $CHATD_ADMIN_TOKEN, else the saved profile's token for the URL,
+    else a username and password prompt.
+    """
+    try:
+        from admin_tui.api import AdminError
+        from admin_tui.profile import ProfileError
+        from admin_tui.start import main
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("textual", "platformdirs"):
+            raise
+        _fail("the admin console needs the tui extra: pip install 'chatd[tui]'")
+
+    def ask(prompt: str, hide: bool) -> str:
+        return typer.prompt(prompt, hide_input=hide)
+
+    try:
+        main(url, username, save, theme, ask, lambda text: typer.echo(f"chatd: {text}", err=True))
+    except (AdminError, ProfileError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def version() -> None:
     """Print chatd's version."""
     typer.echo(__version__)

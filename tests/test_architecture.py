@@ -51,6 +51,15 @@ def test_client_is_independent_of_the_server():
             )
 
 
+def test_admin_console_reaches_chatd_only_through_the_client():
+    """The TUI works on a remote server: the wire (``chatd.client``), never the server's code."""
+    for path in (ROOT.parent / "admin_tui").rglob("*.py"):
+        for name in imports(path):
+            assert not (name.startswith("chatd.") and not name.startswith("chatd.client")), (
+                f"admin_tui/{path.relative_to(ROOT.parent / 'admin_tui')} imports {name}"
+            )
+
+
 def test_scylla_statement_names_are_unique_across_modules():
     """The adapter prepares every module's ``CQL`` under one name space; a repeated
     name would silently run another module's statement."""
