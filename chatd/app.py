@@ -20,6 +20,7 @@ from chatd import __version__, plugins
 from chatd.cluster.local import LocalRouter
 from chatd.config import Config
 from chatd.core.ids import new_id
+from chatd.core.ports.owners import Owners
 from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
@@ -130,13 +131,18 @@ def node_id_for(config: Config) -> str:
 
 
 def build_services(
-    config: Config, *, router: Router | None = None, presence: Presence | None = None
+    config: Config,
+    *,
+    router: Router | None = None,
+    presence: Presence | None = None,
+    owners: Owners | None = None,
 ) -> Services:
     """Every service, wired from ``config``: the server's and every CLI command's.
 
     ``router``/``presence`` default to this process's own (a cluster of one);
     tests pass one router and one presence to several apps in one process to
-    stand for nodes of a cluster sharing a store. Nothing is opened here
+    stand for nodes of a cluster sharing a store. ``owners`` (a cluster's,
+    ``chatd.cluster.wiring``) sends each chat's writes to its owner node. Nothing is opened here
     (``_lifetime`` and the CLI open what they use). A plugin's bad settings
     raise ``ConfigError``; an unknown plugin ``PluginError``.
     """
@@ -150,7 +156,11 @@ def build_services(
     fanout = FanOut(router, chats)
     # The registry itself unless a test fault is switched on (chatd/testing/faults.py).
     delivery = faults.local_delivery(sessions)
-    router.attach(node_id, delivery, invalidation_handler(chats, sessions.disconnect_devices))
+    router.attach(
+        node_id,
+        delivery,
+        invalidation_handler(chats, sessions.disconnect_devices, sessions.disconnect_users),
+    )
     receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, node_id, metrics)
     return Services(
@@ -165,6 +175,7 @@ def build_services(
             max_members=config.limits.max_group_members,
             creations_per_hour=config.limits.groups_created_per_hour,
             changes_per_minute=config.limits.group_changes_per_minute,
+            owners=owners,
         ),
         messages=MessageService(
             storage,
@@ -174,6 +185,7 @@ def build_services(
             media,
             max_message_bytes=config.limits.max_message_bytes,
             messages_per_second=config.limits.messages_per_second,
+            owners=owners,
         ),
         receipts=receipts,
         presence=PresenceService(
@@ -212,10 +224,14 @@ def build_services(
 
 
 def build_app(
-    config: Config, *, router: Router | None = None, presence: Presence | None = None
+    config: Config,
+    *,
+    router: Router | None = None,
+    presence: Presence | None = None,
+    owners: Owners | None = None,
 ) -> web.Application:
-    """The app on ``build_services``; see there for ``router`` and ``presence``."""
-    services = build_services(config, router=router, presence=presence)
+    """The app on ``build_services``; see there for ``router``, ``presence``, ``owners``."""
+    services = build_services(config, router=router, presence=presence, owners=owners)
     metrics = services.metrics
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,

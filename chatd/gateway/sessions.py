@@ -405,6 +405,14 @@ class SessionRegistry:
                 for session in devices[device_id]:
                     session.close(CLOSE_POLICY, reason)
 
+    def disconnect_users(self, user_ids: Iterable[str], reason: str) -> None:
+        """Close every socket of ``user_ids`` here (1013): they missed live events in
+        the cluster and must resync; their clients reconnect and replay."""
+        for user_id in user_ids:
+            for sessions in list(self._by_user.get(user_id, {}).values()):
+                for session in sessions:
+                    session.close(CLOSE_TRY_AGAIN, reason)
+
     async def sweep_silent(self, heartbeat_s: float) -> None:
         """Close every session that sent nothing for three heartbeat intervals."""
         loop = asyncio.get_running_loop()

@@ -47,5 +47,10 @@ class Presence(Protocol):
     def typing_chats(self, user_id: str) -> list[str]:
         """The chats in which the user is shown typing."""
 
+    def watch(self, changed: Callable[[str, bool, int], None]) -> None:
+        """Call ``changed(user_id, online, at_ms)`` when a user goes online or offline
+        by a change ``connected``/``disconnected`` did not report (in a cluster the
+        user's home node reports every change, once, there)."""
+
     def close(self) -> None:
         """Cancel every timer; nothing is called back afterwards."""

@@ -211,9 +211,15 @@ class FanOut:
 
 
 def invalidation_handler(
-    chats: ChatService, disconnect: Callable[[Iterable[str], str], None]
+    chats: ChatService,
+    disconnect: Callable[[Iterable[str], str], None],
+    disconnect_users: Callable[[Iterable[str], str], None] | None = None,
 ) -> Callable[[Invalidation], None]:
-    """What one node does with an invalidation: forget cached members, close sockets."""
+    """What one node does with an invalidation: forget cached members, close sockets.
+
+    ``users`` (a cluster router's): these users' sockets here missed live events;
+    close them so their clients reconnect and replay from storage.
+    """
 
     def apply(invalidation: Invalidation) -> None:
         if invalidation.kind == "membership":
@@ -221,6 +227,8 @@ def invalidation_handler(
                 chats.forget(chat_id)
         elif invalidation.kind == "devices":
             disconnect(invalidation.ids, invalidation.reason)
+        elif invalidation.kind == "users" and disconnect_users is not None:
+            disconnect_users(invalidation.ids, invalidation.reason)
         else:
             log.warning("unknown invalidation %r ignored", invalidation)
 

@@ -9,6 +9,7 @@ devices through the fan-out's line for its chat, in seq order. A repeat of a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ from chatd.core.models import (
     MESSAGE_TYPES,
     Appended,
     Media,
+    Message,
     MessageDraft,
     WatermarkResult,
 )
+from chatd.core.ports.owners import Owners
 from chatd.core.ports.storage import Storage, append_starter
 from chatd.core.ratelimit import TokenBucket
 from chatd.core.services.chats import ChatService
@@ -53,6 +56,7 @@ class MessageService:
         *,
         max_message_bytes: int = 65536,
         messages_per_second: float = 20,
+        owners: Owners | None = None,
     ) -> None:
         self._storage = storage
         self._chats = chats
@@ -64,6 +68,9 @@ class MessageService:
         self._rate = TokenBucket(
             messages_per_second, max(1.0, messages_per_second * 2), what="messages"
         )
+        self._owners = owners
+        if owners is not None:
+            owners.serve("send", self._serve_send)
 
     async def send(self, caller: Caller, data: Any) -> Appended:
         """Validate, store durably, publish: the whole send in one call (REST)."""
@@ -126,8 +133,42 @@ class MessageService:
 
         One path for every message, whatever the store and the message type:
         the fan-out ticket is taken before the store call, and the stored
-        message joins its chat's line from the future's callback.
+        message joins its chat's line from the future's callback. In a cluster,
+        a chat owned by another node is stored and fanned out there.
         """
+        owners = self._owners
+        if owners is not None and owners.elsewhere(outgoing.draft.chat_id):
+            return asyncio.ensure_future(self._forward(caller, outgoing))
+        return self._submit_here(caller, outgoing)
+
+    async def _forward(self, caller: Caller, outgoing: Outgoing) -> Appended:
+        assert self._owners is not None
+        payload = {
+            "caller": dataclasses.asdict(caller),
+            "draft": dataclasses.asdict(outgoing.draft),
+            "media": None if outgoing.media is None else dataclasses.asdict(outgoing.media),
+        }
+        answer = await self._owners.forward(outgoing.draft.chat_id, "send", payload)
+        message = Message(**answer["message"])
+        self._receipts.remember(message)
+        return Appended(
+            message,
+            answer["created"],
+            answer["previous_read_seq"],
+            answer["previous_delivered_seq"],
+        )
+
+    async def _serve_send(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A send forwarded by another node: checked there, stored and fanned out here."""
+        caller = Caller(**payload["caller"])
+        media = payload["media"]
+        outgoing = Outgoing(
+            MessageDraft(**payload["draft"]), None if media is None else Media(**media)
+        )
+        appended = await asyncio.shield(self._submit_here(caller, outgoing))
+        return dataclasses.asdict(appended)
+
+    def _submit_here(self, caller: Caller, outgoing: Outgoing) -> asyncio.Future[Appended]:
         ticket = self._fanout.begin(outgoing.draft.chat_id)
         try:
             future = self._start_append(outgoing.draft)
