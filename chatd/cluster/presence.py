@@ -72,8 +72,7 @@ class ClusterPresence:
     def connected(self, user_id: str, device_id: str) -> bool:
         devices = self._here.setdefault(user_id, {})
         devices[device_id] = devices.get(device_id, 0) + 1
-        self._tell_home(user_id, device_id, 1, 0)
-        return False  # the home announces it, once, whichever node it connected to
+        return self._tell_home(user_id, device_id, 1, 0)
 
     def disconnected(self, user_id: str, device_id: str, at_ms: int) -> bool:
         devices = self._here.get(user_id)
@@ -86,8 +85,7 @@ class ClusterPresence:
             del devices[device_id]
             if not devices:
                 del self._here[user_id]
-        self._tell_home(user_id, device_id, -1, at_ms)
-        return False
+        return self._tell_home(user_id, device_id, -1, at_ms)
 
     def watch(self, changed: Changed) -> None:
         self._watchers.append(changed)
@@ -157,22 +155,35 @@ class ClusterPresence:
 
     # -- registrations -------------------------------------------------------------------
 
-    def _tell_home(self, user_id: str, device_id: str, delta: int, at_ms: int) -> None:
+    def _tell_home(self, user_id: str, device_id: str, delta: int, at_ms: int) -> bool:
+        """Register with the user's home; True when it is this node and the user just
+        went online or offline (the caller announces it; a remote home does, there)."""
         home = self._node.ring(user_id)
         if delta > 0:
             self._registered_at[user_id] = home
         elif user_id not in self._here:
             self._registered_at.pop(user_id, None)
         if home == self.node_id:
-            self._register(self.node_id, user_id, device_id, delta, at_ms)
-        else:
-            self._node.send(home, ["reg", user_id, device_id, delta, at_ms], force=True)
+            return self._register(self.node_id, user_id, device_id, delta, at_ms, notify=False)
+        self._node.send(home, ["reg", user_id, device_id, delta, at_ms], force=True)
+        return False
 
     def _on_reg(self, peer: str, frame: list[Any]) -> None:
         _, user_id, device_id, delta, at_ms = frame
         self._register(peer, user_id, device_id, delta, at_ms)
 
-    def _register(self, node_id: str, user_id: str, device_id: str, delta: int, at_ms: int) -> None:
+    def _register(
+        self,
+        node_id: str,
+        user_id: str,
+        device_id: str,
+        delta: int,
+        at_ms: int,
+        *,
+        notify: bool = True,
+    ) -> bool:
+        if delta < 0 and device_id not in self._directory.get(user_id, {}).get(node_id, {}):
+            return False  # a close without an open
         was_online = user_id in self._directory
         nodes = self._directory.setdefault(user_id, {})
         devices = nodes.setdefault(node_id, {})
@@ -181,7 +192,7 @@ class ClusterPresence:
             devices[device_id] = count
         else:
             devices.pop(device_id, None)
-        self._settle(user_id, node_id, was_online, at_ms or _now_ms())
+        return self._settle(user_id, node_id, was_online, at_ms or _now_ms(), notify=notify)
 
     def _on_set(self, peer: str, frame: list[Any]) -> None:
         _, user_id, devices = frame
@@ -190,13 +201,18 @@ class ClusterPresence:
     def _replace(self, node_id: str, user_id: str, devices: dict[str, int]) -> None:
         was_online = user_id in self._directory
         self._directory.setdefault(user_id, {})[node_id] = dict(devices)
-        self._settle(user_id, node_id, was_online, _now_ms())
+        # A user whose home moved was online already: nothing to announce.
+        self._settle(user_id, node_id, was_online, _now_ms(), notify=False)
         if user_id in self._missed:  # an event for it came before this registration
             self._missed.discard(user_id)
             for handler in self._missed_handlers:
                 handler([user_id])
 
-    def _settle(self, user_id: str, node_id: str, was_online: bool, at_ms: int) -> None:
+    def _settle(
+        self, user_id: str, node_id: str, was_online: bool, at_ms: int, *, notify: bool = True
+    ) -> bool:
+        """Apply a directory change: mirror it everywhere; True if the user went on- or
+        offline (and ``notify``: tell the watchers here)."""
         nodes = self._directory[user_id]
         if not nodes.get(node_id):
             nodes.pop(node_id, None)
@@ -210,12 +226,15 @@ class ClusterPresence:
         state = ["pst", user_id, total, at_ms]
         self._apply_state(self.node_id, state)
         self._node.broadcast(state)
-        if online != was_online:
+        if online == was_online:
+            return False
+        if notify:
             for changed in self._watchers:
                 try:
                     changed(user_id, online, at_ms)
                 except Exception:
                     log.exception("a presence watcher failed")
+        return True
 
     # -- the mirror ---------------------------------------------------------------------
 

@@ -15,7 +15,9 @@ from typing import Protocol
 class Presence(Protocol):
     def connected(self, user_id: str, device_id: str) -> bool:
         """A socket of the device opened. True when the user was offline before
-        (it is now online: announce it). A device may hold several sockets."""
+        (it is now online: announce it). A device may hold several sockets. In a
+        cluster, only the user's home node knows; elsewhere this is False and the
+        home reports the change through ``watch``."""
 
     def disconnected(self, user_id: str, device_id: str, at_ms: int) -> bool:
         """A socket of the device closed at ``at_ms``. True when it was the user's
