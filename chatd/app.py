@@ -18,6 +18,7 @@ from aiohttp import web
 
 from chatd import __version__, plugins
 from chatd.cluster.local import LocalRouter
+from chatd.cluster.wiring import ClusterParts
 from chatd.config import Config
 from chatd.core.ids import new_id
 from chatd.core.ports.owners import Owners
@@ -49,6 +50,9 @@ from chatd.security.argon2 import Argon2Hasher
 from chatd.testing import faults
 
 log = logging.getLogger(__name__)
+
+#: The app's cluster parts, when it is a node of a cluster.
+CLUSTER = web.AppKey("cluster", ClusterParts)
 
 
 def make_storage(config: Config, node_id: str, metrics: Metrics) -> Storage:
@@ -229,8 +233,16 @@ def build_app(
     router: Router | None = None,
     presence: Presence | None = None,
     owners: Owners | None = None,
+    cluster: ClusterParts | None = None,
 ) -> web.Application:
-    """The app on ``build_services``; see there for ``router``, ``presence``, ``owners``."""
+    """The app on ``build_services``; see there for ``router``, ``presence``, ``owners``.
+
+    ``cluster`` (``chatd.cluster.wiring.build_cluster``) supplies all three, is
+    started with the app, tells draining clients another node's URL, and is
+    closed once the fan-out is idle, before the storage.
+    """
+    if cluster is not None:
+        router, presence, owners = cluster.router, cluster.presence, cluster.owners
     services = build_services(config, router=router, presence=presence, owners=owners)
     metrics = services.metrics
     app = web.Application(
@@ -238,6 +250,8 @@ def build_app(
         middlewares=[make_error_middleware(lambda code: metrics.errors.labels(code).inc())],
     )
     app[SERVICES] = services
+    if cluster is not None:
+        app[CLUSTER] = cluster
     app.add_routes(ROUTES)
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_say_goodbye)
@@ -246,10 +260,14 @@ def build_app(
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
+    cluster = app.get(CLUSTER)
     async with AsyncExitStack() as stack:
         svc.admission.start()
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
+        if cluster is not None:  # writes forwarded here finish before the storage closes
+            cluster.start()
+            stack.push_async_callback(cluster.close)
         await svc.accounts.open()
         stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
@@ -269,7 +287,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _say_goodbye(app: web.Application) -> None:
-    await app[SERVICES].sessions.shutdown()
+    cluster = app.get(CLUSTER)
+    url = cluster.reconnect_url() if cluster is not None else None
+    await app[SERVICES].sessions.shutdown(url=url)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -91,7 +91,16 @@ class ClusterNode:
         self.membership.subscribe(lambda _member: self.refresh())
         self.refresh()
 
-    async def close(self) -> None:
+    async def close(self, within: float = 5.0) -> None:
+        """Finish serving forwarded calls and flush the links (bounded), then stop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=within)
+        while any(link.depth and link.state == "up" for link in self._links.values()):
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
         self._started = False
         for link in list(self._links.values()):
             await link.close()

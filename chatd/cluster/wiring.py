@@ -7,6 +7,7 @@ process (one per app instance) on a test membership.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from chatd.cluster.links import LinkLimits
@@ -26,7 +27,25 @@ class ClusterParts:
     presence: ClusterPresence
     owners: ClusterOwners
 
+    def start(self) -> None:
+        """Follow the membership: links, owners and homes (inside the running loop)."""
+        self.node.start()
+
+    def reconnect_url(self) -> str | None:
+        """Where this node's clients may reconnect while it drains: another alive
+        node's public URL (its ``url`` metadata), the least loaded of a random two."""
+        me = self.node.node_id
+        urls = [
+            (int(m.meta.get("connections", 0) or 0), str(m.meta["url"]))
+            for m in self.node.membership.alive()
+            if m.node_id != me and m.status == "alive" and m.meta.get("url")
+        ]
+        if not urls:
+            return None
+        return min(random.sample(urls, min(2, len(urls))))[1]
+
     async def close(self) -> None:
+        """Answer the forwarded writes being served, send what is queued, then stop."""
         await self.node.close()
 
 

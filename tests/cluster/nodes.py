@@ -24,6 +24,7 @@ class Node:
     parts: ClusterParts
     links: StreamServer
     app: Any
+    server: Any
 
 
 async def start_nodes(
@@ -50,15 +51,15 @@ async def start_nodes(
             call_timeout_s=call_timeout_s,
         )
         config = test_config(data_dir, merge(overrides, {"server": {"node_id": node_id}}))
-        app = build_app(config, router=parts.router, presence=parts.presence, owners=parts.owners)
+        app = build_app(config, cluster=parts)
         server = await aiohttp_server(app)
         url = str(server.make_url("")).rstrip("/")
-        nodes.append(Node(node_id, url, parts, links, app))
+        nodes.append(Node(node_id, url, parts, links, app, server))
         cluster.add(node_id, f"127.0.0.1:{links.port}")
+        cluster.view(node_id).set_meta({"url": url, "connections": 0})
     return cluster, nodes
 
 
 async def stop_nodes(nodes: list[Node]) -> None:
-    for node in nodes:
-        await node.parts.close()
+    for node in nodes:  # the apps close their cluster parts; the links servers stay
         await node.links.close()

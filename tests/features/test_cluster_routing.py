@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from chatd.client import ChatdClient
+from chatd.client import ApiError, ChatdClient
+from chatd.cluster.links import LinkLimits
+from tests.cluster.fixed_membership import FixedCluster
 from tests.cluster.nodes import Node, start_nodes, stop_nodes
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, raw_ws
 
 
 @pytest.fixture
@@ -25,6 +27,22 @@ async def nodes(aiohttp_server, tmp_path, server_overrides) -> AsyncIterator[lis
         yield started
     finally:
         await stop_nodes(started)
+
+
+@pytest.fixture
+async def started(aiohttp_server, tmp_path, server_overrides) -> AsyncIterator[Any]:
+    """``await started(**options)``: the cluster and its nodes, built with ``options``."""
+    running: list[Node] = []
+
+    async def start(**options: Any) -> tuple[FixedCluster, list[Node]]:
+        cluster, nodes = await start_nodes(
+            aiohttp_server, tmp_path / "data", server_overrides, **options
+        )
+        running.extend(nodes)
+        return cluster, nodes
+
+    yield start
+    await stop_nodes(running)
 
 
 @pytest.fixture
@@ -202,3 +220,110 @@ async def test_a_peer_whose_links_are_cut_does_not_delay_the_others(nodes, clien
                 event = await b_ws.next_event("new_message", timeout=5)
             assert event["data"]["content"] == f"n{n}"
             assert loop.time() - started < 0.5
+
+
+async def _group_owned_by(
+    nodes: list[Node], owner: Node, creator: ChatdClient, members: list[str]
+) -> str:
+    for i in range(60):
+        group = await creator.create_group(f"owned{i}", members)
+        if _owner(nodes, group["group_id"]) == owner.node_id:
+            return str(group["group_id"])
+    raise AssertionError("no group owned by that node")
+
+
+async def test_a_dead_owner_fails_writes_in_flight_and_its_chats_move(started, client_on):
+    cluster, nodes = await started(call_timeout_s=30.0)
+    a, b, c = nodes
+    alice = await client_on(a, "alice")
+    bob = await client_on(b, "bob")
+    chat_id = await _group_owned_by(nodes, c, alice, [bob.user_id])
+    await c.links.close()  # c takes no more frames: a write forwarded to it hangs
+    loop = asyncio.get_running_loop()
+    send = asyncio.ensure_future(
+        alice.send_message(chat_id=chat_id, content="in flight", client_msg_id="k1")
+    )
+    await asyncio.sleep(0.3)
+    assert not send.done()
+    started_at = loop.time()
+    cluster.set_status(c.node_id, "dead")
+    with pytest.raises(ApiError) as refused:
+        await send
+    assert refused.value.code == "unavailable" and loop.time() - started_at < 1.0
+    # The client retries: the chat has a new owner, and the retry is stored once.
+    assert _owner(nodes, chat_id) != c.node_id
+    ack = await alice.send_message(chat_id=chat_id, content="in flight", client_msg_id="k1")
+    again = await alice.send_message(chat_id=chat_id, content="in flight", client_msg_id="k1")
+    assert ack["seq"] == again["seq"] == 2
+    async with bob.connect() as b_ws:
+        got = await b_ws.collect("new_message", 2, timeout=10)
+        assert [e["data"]["seq"] for e in got] == [1, 2]
+        await alice.send_message(chat_id=chat_id, content="live", client_msg_id="k2")
+        live = await b_ws.next_event("new_message", timeout=10)
+        assert live["data"]["seq"] == 3
+
+
+async def test_clients_of_a_dead_node_get_everything_after_reconnecting_elsewhere(
+    started, client_on
+):
+    cluster, nodes = await started()
+    a, b, c = nodes
+    alice = await client_on(a, "alice")
+    bob = await client_on(c, "bob")
+    chat_id = (await alice.open_direct(bob.user_id))["chat_id"]
+    async with bob.connect() as on_c:
+        for n in range(5):
+            await alice.send_message(chat_id=chat_id, content=f"m{n}")
+        got = await on_c.collect("new_message", 5, timeout=10)
+        assert [e["data"]["seq"] for e in got] == [1, 2, 3, 4, 5]
+    # bob's device acknowledged 1-5; node c dies; more messages arrive meanwhile.
+    await c.links.close()
+    cluster.set_status(c.node_id, "dead")
+    for n in range(5, 10):
+        await alice.send_message(chat_id=chat_id, content=f"m{n}")
+    elsewhere = ChatdClient(b.url, token=bob.token)
+    try:
+        async with elsewhere.connect() as on_b:
+            got = await on_b.collect("new_message", 5, timeout=10)
+            assert [e["data"]["seq"] for e in got] == [6, 7, 8, 9, 10]
+            await alice.send_message(chat_id=chat_id, content="live")
+            live = await on_b.next_event("new_message", timeout=10)
+            assert live["data"]["seq"] == 11
+    finally:
+        await elsewhere.aclose()
+
+
+async def test_events_a_full_link_dropped_reach_the_device_after_its_socket_is_reset(
+    started, client_on
+):
+    _, nodes = await started(limits=LinkLimits(frames=4))
+    a, _b, c = nodes
+    alice = await client_on(a, "alice")
+    bob = await client_on(c, "bob")
+    chat_id = await _group_owned_by(nodes, a, alice, [bob.user_id])
+    async with bob.connect() as on_c:
+        await on_c.next_event("new_message", timeout=10)  # created
+        port = c.links.port
+        await c.links.close()  # frames for c pile up and overflow
+        for n in range(12):
+            await alice.send_message(chat_id=chat_id, content=f"m{n}")
+        dropped = sum(p["dropped"] for n in nodes for p in n.parts.node.peers())
+        assert dropped > 0
+        await c.links.start("127.0.0.1", port)  # c listens again: its socket is reset
+        seqs: list[int] = []
+        while 13 not in seqs:
+            event = await on_c.next_event("new_message", timeout=10)
+            seqs.append(event["data"]["seq"])
+        assert on_c.reconnects >= 1 and on_c.close_code == 1013
+        assert set(range(2, 14)) <= set(seqs)
+
+
+async def test_a_draining_node_sends_its_clients_to_another_node(started, client_on):
+    _, nodes = await started()
+    a, b, c = nodes
+    carol = await client_on(c, "carol")
+    async with raw_ws(carol) as ws:
+        assert (await ws.receive_json())["type"] == "hello"
+        await c.server.close()  # SIGTERM: the app shuts down
+        frame = await ws.receive_json(timeout=5)
+        assert frame["type"] == "reconnect" and frame["data"]["url"] in (a.url, b.url)
