@@ -252,6 +252,7 @@ def build_app(
     app[SERVICES] = services
     if cluster is not None:
         app[CLUSTER] = cluster
+        cluster.register_metrics(metrics.registry)
     app.add_routes(ROUTES)
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_say_goodbye)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
+
 from chatd.cluster.links import LinkLimits
+from chatd.cluster.metrics import ClusterCollector
 from chatd.cluster.membership import Membership
 from chatd.cluster.node import ClusterNode
 from chatd.cluster.owners import ClusterOwners
@@ -26,6 +29,10 @@ class ClusterParts:
     router: ClusterRouter
     presence: ClusterPresence
     owners: ClusterOwners
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Per-peer rtt, queue depth, drops and state in the app's ``/metrics``."""
+        registry.register(ClusterCollector(self.node, self.presence))
 
     def start(self) -> None:
         """Follow the membership: links, owners and homes (inside the running loop)."""

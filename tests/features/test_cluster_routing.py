@@ -327,3 +327,22 @@ async def test_a_draining_node_sends_its_clients_to_another_node(started, client
         await c.server.close()  # SIGTERM: the app shuts down
         frame = await ws.receive_json(timeout=5)
         assert frame["type"] == "reconnect" and frame["data"]["url"] in (a.url, b.url)
+
+
+async def test_each_node_reports_its_links_per_peer_in_metrics(started, client_on):
+    _, nodes = await started()
+    a = nodes[0]
+    alice = await client_on(a, "alice")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while True:  # a ping each second measures the round trip
+        text = await alice.metrics()
+        if 'chatd_cluster_peer_rtt_seconds{peer="node-c"}' in text or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    for peer in ("node-b", "node-c"):
+        assert f'chatd_cluster_peer_up{{peer="{peer}"}} 1.0' in text
+        assert f'chatd_cluster_peer_rtt_seconds{{peer="{peer}"}}' in text
+        assert f'chatd_cluster_peer_queue_frames{{peer="{peer}"}}' in text
+        assert f'chatd_cluster_peer_dropped_frames_total{{peer="{peer}"}} 0.0' in text
+    assert "chatd_cluster_mirrored_users" in text
