@@ -98,6 +98,8 @@ class Link:
         self.state = "connecting"
         self.dropped = 0
         self.sent = 0
+        #: The highest frame number the peer acknowledged.
+        self.acked_upto = 0
         self.rtt_s: float | None = None
 
     # -- the sender's side: never blocks ------------------------------------
@@ -213,7 +215,13 @@ class Link:
         finally:
             self._wake.set()
 
+    @property
+    def last_number(self) -> int:
+        """The number of the last frame queued (0 before any)."""
+        return self._next - 1
+
     def _acked(self, last: int) -> None:
+        self.acked_upto = max(self.acked_upto, last)
         unacked, recent = self._unacked, self._recent
         now = time.monotonic()
         while unacked and unacked[0][0] <= last:

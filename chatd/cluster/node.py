@@ -60,6 +60,9 @@ class ClusterNode:
         self._change_listeners: list[Callable[[set[str], dict[str, set[str]]], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ring = Rendezvous([self.node_id])
+        #: The ring before the last change, and when it changed (hand-over fences).
+        self.previous_ring = Rendezvous([self.node_id])
+        self.changed_at = 0.0
         self._started = False
         server.register(links.KIND, self._inbound.accept)
         self.on("call", self._on_call)
@@ -157,13 +160,38 @@ class ClusterNode:
                     future.set_exception(
                         ChatdError("unavailable", "the node handling this left; retry")
                     )
-        self.ring.reset(list(alive))
+        previous = self.ring
+        if previous.nodes == (self.node_id,):  # joining: the others owned everything
+            previous = Rendezvous([n for n in alive if n != self.node_id] or [self.node_id])
+        self.previous_ring, self.ring = previous, Rendezvous(list(alive))
+        self.changed_at = asyncio.get_running_loop().time()
         log.info("cluster: %d alive nodes", len(alive))
         for listener in self._change_listeners:
             try:
                 listener(gone, lost)
             except Exception:
                 log.exception("a cluster change listener failed")
+
+    def previous_owner(self, key: str, window_s: float) -> str | None:
+        """Who owned ``key`` before the last change, if that was less than ``window_s``
+        ago and it is another node still alive (it may still be writing it)."""
+        if asyncio.get_running_loop().time() - self.changed_at > window_s:
+            return None
+        before = self.previous_ring(key)
+        if before == self.node_id or before not in self.ring.nodes:
+            return None
+        return before
+
+    async def flushed(self, within: float = 3.0) -> bool:
+        """Wait (bounded) until every peer acknowledged every frame queued so far."""
+        targets = [(link, link.last_number) for link in self._links.values()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while any(link.acked_upto < target for link, target in targets):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.002)
+        return True
 
     # -- frames ----------------------------------------------------------------
 

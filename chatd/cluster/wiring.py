@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from chatd.cluster.links import LinkLimits
-from chatd.cluster.metrics import ClusterCollector
 from chatd.cluster.membership import Membership
+from chatd.cluster.metrics import ClusterCollector
 from chatd.cluster.node import ClusterNode
 from chatd.cluster.owners import ClusterOwners
 from chatd.cluster.presence import ClusterPresence

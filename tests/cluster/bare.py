@@ -24,28 +24,39 @@ class BareNode:
     sockets: RecordingSockets
 
 
+KEY = os.urandom(32)
+
+
 async def bare_cluster(
     count: int = 3, *, limits: LinkLimits | None = None, call_timeout_s: float = 10.0
 ) -> tuple[FixedCluster, list[BareNode]]:
-    key = os.urandom(32)
     cluster = FixedCluster()
     nodes = []
     for i in range(count):
-        node_id = f"node-{'abcdefgh'[i]}"
-        links = StreamServer(Sealer(Keyring((key,))))
-        await links.start("127.0.0.1", 0)
-        parts = build_cluster(
-            cluster.view(node_id),
-            Sealer(Keyring((key,))),
-            links,
-            limits=limits,
-            call_timeout_s=call_timeout_s,
-        )
-        sockets = RecordingSockets()
-        parts.router.attach(node_id, sockets, sockets.apply)
-        nodes.append(BareNode(node_id, parts, links, sockets))
-        cluster.add(node_id, f"127.0.0.1:{links.port}")
+        nodes.append(await join_bare(cluster, f"node-{'abcdefgh'[i]}", limits, call_timeout_s))
     return cluster, nodes
+
+
+async def join_bare(
+    cluster: FixedCluster,
+    node_id: str,
+    limits: LinkLimits | None = None,
+    call_timeout_s: float = 10.0,
+) -> BareNode:
+    """A new node, started and joined to ``cluster``."""
+    links = StreamServer(Sealer(Keyring((KEY,))))
+    await links.start("127.0.0.1", 0)
+    parts = build_cluster(
+        cluster.view(node_id),
+        Sealer(Keyring((KEY,))),
+        links,
+        limits=limits,
+        call_timeout_s=call_timeout_s,
+    )
+    sockets = RecordingSockets()
+    parts.router.attach(node_id, sockets, sockets.apply)
+    cluster.add(node_id, f"127.0.0.1:{links.port}")
+    return BareNode(node_id, parts, links, sockets)
 
 
 async def stop_bare(nodes: list[BareNode]) -> None:

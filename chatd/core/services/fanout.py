@@ -25,6 +25,7 @@ Receipts, typing and presence have no seq; they go to the router directly.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 from collections import deque
@@ -201,6 +202,18 @@ class FanOut:
     def invalidate(self, invalidation: Invalidation) -> None:
         """Tell every node (this one first) to drop caches or close sockets."""
         self._router.invalidate(invalidation)
+
+    async def settled(self, chat_id: str, within: float = 5.0) -> bool:
+        """Wait (bounded) until the chat's line is empty: every write started here
+        stored or refused, and every stored message published. A cluster's new
+        owner of the chat waits for this on the old owner before it writes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while chat_id in self._lines:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.002)
+        return True
 
     def waiting(self) -> int:
         """Messages stored and not yet released (for tests and metrics)."""

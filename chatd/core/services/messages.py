@@ -71,6 +71,7 @@ class MessageService:
         self._owners = owners
         if owners is not None:
             owners.serve("send", self._serve_send)
+            owners.serve("settle", self._serve_settle)
 
     async def send(self, caller: Caller, data: Any) -> Appended:
         """Validate, store durably, publish: the whole send in one call (REST)."""
@@ -167,6 +168,10 @@ class MessageService:
         )
         appended = await asyncio.shield(self._submit_here(caller, outgoing))
         return dataclasses.asdict(appended)
+
+    async def _serve_settle(self, payload: dict[str, Any]) -> bool:
+        """The chat's new owner asks: are this node's writes of the chat all out?"""
+        return await self._fanout.settled(payload["chat_id"])
 
     def _submit_here(self, caller: Caller, outgoing: Outgoing) -> asyncio.Future[Appended]:
         ticket = self._fanout.begin(outgoing.draft.chat_id)
