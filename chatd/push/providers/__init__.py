@@ -1,0 +1,1 @@
+"""The built-in push providers, one module each, registered under ``chatd.push``."""
