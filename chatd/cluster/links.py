@@ -14,8 +14,11 @@ frame that does not fit is dropped and counted, and the users it concerned
 are remembered; once the queue has room again, ``on_lost`` is told, so the
 router can close those users' sockets and their clients resync from storage.
 
+A listener that restarted lost what it had taken: it answers with a new
+``boot``, and ``on_restart`` lets the node register its users there again.
+
 Wire (msgpack): the dialer sends ``{"from", "session"}``, the listener
-answers ``{"last"}``; then ``[1, n, body]`` data, ``[2, n]`` cumulative ack,
+answers ``{"last", "boot"}``; then ``[1, n, body]`` data, ``[2, n]`` cumulative ack,
 ``[3, t]`` ping, ``[4, t]`` pong.
 """
 
@@ -48,6 +51,7 @@ RECENT_S = 2.0
 
 Handler = Callable[[str, bytes], None]
 LostHandler = Callable[[str, set[str]], None]
+RestartHandler = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Link:
         sealer: Sealer,
         limits: LinkLimits,
         on_lost: LostHandler,
+        on_restart: RestartHandler | None = None,
     ) -> None:
         self.node_id = node_id
         self.session = session
@@ -83,6 +88,9 @@ class Link:
         self._sealer = sealer
         self._limits = limits
         self._on_lost = on_lost
+        self._on_restart = on_restart
+        #: The listener's boot as last seen: a new one means the peer restarted.
+        self.peer_boot: str | None = None
         self._queue: deque[tuple[int, bytes, tuple[str, ...]]] = deque()
         self._unacked: deque[tuple[int, bytes, tuple[str, ...]]] = deque()
         self._bytes = 0
@@ -124,6 +132,14 @@ class Link:
         """Frames queued or sent and not yet acknowledged."""
         return len(self._queue) + len(self._unacked)
 
+    def recent_users(self) -> set[str]:
+        """Users of the frames the peer acknowledged lately (it may not have passed
+        them on, if it restarted or died since)."""
+        users: set[str] = set()
+        for _, recent_users in self._recent:
+            users.update(recent_users)
+        return users
+
     def pending_users(self) -> set[str]:
         """Users of every frame not yet acknowledged, and of those dropped."""
         users = set(self._lost)
@@ -155,11 +171,16 @@ class Link:
                 stream = await connect(host, port, KIND, self._sealer, timeout_s=3.0)
                 await stream.send(msgpack.packb({"from": self.node_id, "session": self.session}))
                 reply = msgpack.unpackb(await asyncio.wait_for(stream.recv(), 5.0))
+                boot = str(reply.get("boot", ""))
+                restarted = self.peer_boot is not None and boot != self.peer_boot
+                self.peer_boot = boot
                 self._acked(int(reply["last"]))
                 # Resend what the peer had not taken, ahead of what is queued.
                 self._queue.extendleft(reversed(self._unacked))
                 self._unacked.clear()
                 self.state, backoff = "up", BACKOFF_MIN_S
+                if restarted and self._on_restart is not None:
+                    self._on_restart(self.peer_id)
                 await self._pump(stream)
             except (StreamClosed, TimeoutError, OSError, ValueError, KeyError, TypeError) as exc:
                 if self.state == "up":
@@ -248,20 +269,24 @@ class _Inbound:
 class Inbound:
     """The listener's side: takes each peer's frames once, in order, and acks them."""
 
-    def __init__(self, handle: Handler) -> None:
+    def __init__(self, handle: Handler, on_new_boot: RestartHandler | None = None) -> None:
         self._handle = handle
+        self._on_new_boot = on_new_boot
         self._peers: dict[str, _Inbound] = {}
+        self.boot = new_session()
 
     async def accept(self, stream: SealedStream) -> None:
         hello = msgpack.unpackb(await asyncio.wait_for(stream.recv(), 5.0))
         peer, session = str(hello["from"]), str(hello["session"])
         state = self._peers.get(peer)
         if state is None or state.session != session:  # a new boot of that peer
+            if state is not None and self._on_new_boot is not None:
+                self._on_new_boot(peer)  # before any frame of the new boot
             state = self._peers[peer] = _Inbound(session)
         old, state.stream = state.stream, stream
         if old is not None:
             await old.close()
-        await stream.send(msgpack.packb({"last": state.last}))
+        await stream.send(msgpack.packb({"last": state.last, "boot": self.boot}))
         loop = asyncio.get_running_loop()
         ack_due: list[asyncio.TimerHandle] = []
 

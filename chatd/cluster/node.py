@@ -52,12 +52,13 @@ class ClusterNode:
         self._call_timeout = call_timeout_s
         self._session = links.new_session()
         self._links: dict[str, links.Link] = {}
-        self._inbound = links.Inbound(self._frame)
+        self._inbound = links.Inbound(self._frame, self._new_boot)
         self._handlers: dict[str, FrameHandler] = {}
         self._call_handlers: dict[str, CallHandler] = {}
         self._calls: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._call_ids = itertools.count(1)
         self._change_listeners: list[Callable[[set[str], dict[str, set[str]]], None]] = []
+        self._restart_listeners: list[Callable[[str, set[str]], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ring = Rendezvous([self.node_id])
         #: The ring before the last change, and when it changed (hand-over fences).
@@ -80,6 +81,11 @@ class ClusterNode:
         """``listener(gone, lost)`` after the alive set changed: ``gone`` the node ids
         no longer alive, ``lost`` the users of frames that will never reach them."""
         self._change_listeners.append(listener)
+
+    def on_restart(self, listener: Callable[[str, set[str]], None]) -> None:
+        """``listener(peer, lost)`` when a peer restarted (its state is gone): ``lost``
+        the users of frames it took lately and may not have passed on."""
+        self._restart_listeners.append(listener)
 
     def start(self) -> None:
         """Begin following the membership; outside a running loop, nothing yet (the
@@ -132,6 +138,7 @@ class ClusterNode:
             return
         gone = set(self.ring.nodes) - set(alive)
         lost: dict[str, set[str]] = {}
+        moved: dict[str, set[str]] = {}
         for peer in list(self._links):
             member = alive.get(peer)
             if member is None or member.address != self._links[peer].address:
@@ -139,6 +146,8 @@ class ClusterNode:
                 if member is None:
                     lost[peer] = link.pending_users()
                     self._inbound.forget(peer)
+                else:  # a new address: a restarted node (what it held is gone)
+                    moved[peer] = link.recent_users()
                 self._spawn(link.close())
         for peer, member in alive.items():
             if peer != self.node_id and peer not in self._links:
@@ -150,6 +159,7 @@ class ClusterNode:
                     self._sealer,
                     self._limits,
                     self._lost_on_link,
+                    self._restarted_link,
                 )
                 self._links[peer] = link
                 link.start()
@@ -171,6 +181,26 @@ class ClusterNode:
                 listener(gone, lost)
             except Exception:
                 log.exception("a cluster change listener failed")
+        for peer, users in moved.items():
+            self._restarted(peer, users)
+
+    def _new_boot(self, peer: str) -> None:
+        """``peer`` dials in from a new boot: what it had registered here is gone."""
+        handler = self._handlers.get("peer_boot")
+        if handler is not None:
+            handler(peer, [])
+
+    def _restarted_link(self, peer: str) -> None:
+        link = self._links.get(peer)
+        self._restarted(peer, link.recent_users() if link is not None else set())
+
+    def _restarted(self, peer: str, lost: set[str]) -> None:
+        log.info("cluster: %s restarted", peer)
+        for listener in self._restart_listeners:
+            try:
+                listener(peer, lost)
+            except Exception:
+                log.exception("a cluster restart listener failed")
 
     def previous_owner(self, key: str, window_s: float) -> str | None:
         """Who owned ``key`` before the last change, if that was less than ``window_s``

@@ -66,6 +66,8 @@ class ClusterPresence:
         node.on("set", self._on_set)
         node.on("pst", self._on_state)
         node.on_change(self._changed)
+        node.on_restart(self._restarted)
+        node.on("peer_boot", self._forget_node)
 
     # -- the port: this node's sockets ----------------------------------------------
 
@@ -295,6 +297,29 @@ class ClusterPresence:
                 self._replace(me, user_id, devices)
             else:
                 self._node.send(home, ["set", user_id, dict(devices)], force=True)
+
+    def _forget_node(self, peer: str, _frame: list[Any]) -> None:
+        """``peer`` restarted: the sockets it had registered here are closed."""
+        now = _now_ms()
+        for user_id in list(self._directory):
+            nodes = self._directory[user_id]
+            if peer in nodes:
+                nodes[peer] = {}
+                self._settle(user_id, peer, True, now)
+
+    def _restarted(self, peer: str, lost: set[str]) -> None:
+        """``peer`` came back empty: tell it again where our users are connected
+        (those it is home of) and the state of the users homed here (its mirror)."""
+        ring = self._node.ring
+        for user_id, devices in self._here.items():
+            if ring(user_id) == peer:
+                self._node.send(peer, ["set", user_id, dict(devices)], force=True)
+        for user_id, nodes in self._directory.items():
+            total: dict[str, int] = {}
+            for devices in nodes.values():
+                for device_id, count in devices.items():
+                    total[device_id] = total.get(device_id, 0) + count
+            self._node.send(peer, ["pst", user_id, total, 0], force=True)
 
     def stats(self) -> dict[str, int]:
         return {"homed_users": len(self._directory), "mirrored_users": len(self._mirror)}

@@ -56,6 +56,7 @@ class ClusterRouter:
         node.on("lost", self._on_lost)
         node.on("lost_link", self._on_lost_link)
         node.on_change(self._changed)
+        node.on_restart(self._restarted)
         presence.on_missed(self.lost)
 
     # -- the port ---------------------------------------------------------------
@@ -188,6 +189,10 @@ class ClusterRouter:
     def _on_lost_link(self, peer: str, frame: list[Any]) -> None:
         """Our link to ``peer`` dropped event frames: tell ``peer`` whose they were."""
         self._node.send(peer, ["lost", sorted(frame[0]), True], force=True)
+
+    def _restarted(self, peer: str, lost: set[str]) -> None:
+        if lost:
+            self.lost(lost)
 
     def _changed(self, gone: set[str], lost: dict[str, set[str]]) -> None:
         users: set[str] = set()

@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chatd.core.events import Event, Invalidation
-from tests.cluster.bare import BareNode, bare_cluster, eventually, stop_bare, user_homed_on
+from tests.cluster.bare import (
+    BareNode,
+    bare_cluster,
+    eventually,
+    join_bare,
+    stop_bare,
+    user_homed_on,
+)
 from tests.cluster.fixed_membership import FixedCluster
 
 
@@ -94,3 +101,25 @@ async def test_when_a_home_dies_its_users_move_and_what_it_held_is_resynced(thre
     a.parts.router.publish([user], _event(2))
     await eventually(lambda: b.sockets.events() == [{"n": 2}])
     assert a.parts.presence.is_online(user) and b.parts.presence.is_online(user)
+
+
+async def test_a_restarted_home_learns_again_where_its_users_are(three) -> None:
+    cluster, nodes = three
+    a, b, c = nodes
+    user = user_homed_on(nodes, c.node_id)
+    b.parts.presence.connected(user, "phone")
+    gone = user_homed_on(nodes, a.node_id, prefix="gone")  # its socket was on c
+    c.parts.presence.connected(gone, "tablet")
+    await eventually(lambda: a.parts.presence.is_online(user) and b.parts.presence.is_online(gone))
+    await c.parts.close()
+    await c.links.close()
+    # c comes back (same id, new boot and port) before gossip ever saw it dead.
+    fresh = await join_bare(cluster, c.node_id)
+    nodes[2] = fresh
+    # b registers its socket with the new boot of c, which tells every node again.
+    await eventually(lambda: fresh.parts.presence.is_online(user))
+    a.parts.router.publish([user], _event(1))
+    await eventually(lambda: b.sockets.events()[-1:] == [{"n": 1}])
+    # The sockets c had before it restarted are gone, everywhere.
+    await eventually(lambda: not a.parts.presence.is_online(gone))
+    assert not b.parts.presence.is_online(gone)
