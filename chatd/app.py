@@ -18,7 +18,8 @@ from aiohttp import web
 
 from chatd import __version__, plugins
 from chatd.cluster.local import LocalRouter
-from chatd.cluster.wiring import ClusterParts
+from chatd.cluster.service import Cluster, load_meta
+from chatd.cluster.wiring import ClusterParts, build_cluster
 from chatd.config import Config
 from chatd.core.ids import new_id
 from chatd.core.ports.owners import Owners
@@ -33,7 +34,9 @@ from chatd.core.services.groups import GroupService
 from chatd.core.services.keys import KeyService
 from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
+from chatd.core.services.notify import NotifyService
 from chatd.core.services.presence import PresenceService
+from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
 from chatd.core.workgate import WorkGate
@@ -46,13 +49,13 @@ from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.media.processor import PoolProcessor
 from chatd.metrics import Metrics
 from chatd.presence.local import LocalPresence
+from chatd.push import guard
+from chatd.push.context import PushContext
+from chatd.push.worker import PushMetrics, PushWorker, WorkerSettings
 from chatd.security.argon2 import Argon2Hasher
 from chatd.testing import faults
 
 log = logging.getLogger(__name__)
-
-#: The app's cluster parts, when it is a node of a cluster.
-CLUSTER = web.AppKey("cluster", ClusterParts)
 
 
 def make_storage(config: Config, node_id: str, metrics: Metrics) -> Storage:
@@ -121,6 +124,57 @@ def make_media(config: Config, storage: Storage, node_id: str, metrics: Metrics)
     )
 
 
+def make_push(
+    config: Config, storage: Storage, presence: Presence, node_id: str, metrics: Metrics
+) -> tuple[NotifyService, PushService, PushWorker]:
+    """The enabled push providers (one per ``[push.<name>]`` table, each a plugin given
+    its table), the notify step, the push service and the outbox worker."""
+    push = config.push
+    providers = {}
+    for name, table in push.tables.items():
+        context = PushContext(
+            f"push.{name}",
+            config.data_path,
+            node_id,
+            allow_private_endpoints=push.allow_private_endpoints,
+            timeout_s=push.timeout_ms / 1000,
+        )
+        providers[name] = plugins.create(plugins.PUSH, name, table, context)
+    notify = NotifyService(
+        storage, presence, enabled=bool(providers), include_content=push.include_content
+    )
+
+    async def check_endpoint(url: str) -> None:
+        await guard.check_endpoint(url, allow_private=push.allow_private_endpoints)
+
+    service = PushService(storage, notify, providers, check_endpoint)
+    settings = WorkerSettings(
+        retry_base_ms=push.retry_base_ms,
+        max_attempts=push.max_attempts,
+        timeout_s=push.timeout_ms / 1000,
+        concurrency=push.concurrency,
+        queue_size=push.queue_size,
+        batch_size=push.batch_size,
+        poll_interval_s=push.poll_interval_ms / 1000,
+    )
+    counters = PushMetrics(
+        sent=lambda provider: metrics.push_sent.labels(provider).inc(),
+        failed=lambda provider, reason: metrics.push_failed.labels(provider, reason).inc(),
+        dead=lambda provider: metrics.push_dead.labels(provider).inc(),
+        depth=metrics.push_outbox_depth.set,
+    )
+    worker = PushWorker(
+        storage,
+        presence,
+        providers,
+        settings,
+        metrics=counters,
+        forget_targets=notify.forget_targets,
+    )
+    notify.enqueued = worker.kick
+    return notify, service, worker
+
+
 def node_id_for(config: Config) -> str:
     """The configured node id, or one made once and kept in the data directory."""
     if config.server.node_id:
@@ -140,13 +194,16 @@ def build_services(
     router: Router | None = None,
     presence: Presence | None = None,
     owners: Owners | None = None,
+    routing: ClusterParts | None = None,
 ) -> Services:
     """Every service, wired from ``config``: the server's and every CLI command's.
 
     ``router``/``presence`` default to this process's own (a cluster of one);
     tests pass one router and one presence to several apps in one process to
-    stand for nodes of a cluster sharing a store. ``owners`` (a cluster's,
-    ``chatd.cluster.wiring``) sends each chat's writes to its owner node. Nothing is opened here
+    stand for nodes of a cluster sharing a store. ``routing`` (a node's cluster
+    parts, ``chatd.cluster.wiring``) supplies the router, presence and
+    ``owners`` (each chat's writes sent to its owner node); with ``[cluster]
+    enabled`` it is built on the gossip membership. Nothing is opened here
     (``_lifetime`` and the CLI open what they use). A plugin's bad settings
     raise ``ConfigError``; an unknown plugin ``PluginError``.
     """
@@ -154,6 +211,17 @@ def build_services(
     node_id = node_id_for(config)
     storage = make_storage(config, node_id, metrics)
     sessions = SessionRegistry()
+    cluster = make_cluster(config, node_id, metrics)
+    if routing is None and cluster is not None and router is None:
+        routing = build_cluster(
+            cluster.membership,
+            cluster.sealer,
+            cluster.streams,
+            public_url=config.cluster.public_url,
+        )
+    if routing is not None:
+        router, presence, owners = routing.router, routing.presence, routing.owners
+        routing.register_metrics(metrics.registry)
     router = router or LocalRouter()
     presence = presence or LocalPresence()
     chats = ChatService(storage)
@@ -167,9 +235,13 @@ def build_services(
     )
     receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, node_id, metrics)
+    notify, push, push_worker = make_push(config, storage, presence, node_id, metrics)
+    fanout.on_release = notify.released
+    accounts = make_accounts(config, storage, fanout)
+    accounts.on_revoked = push.devices_revoked
     return Services(
         storage=storage,
-        accounts=make_accounts(config, storage, fanout),
+        accounts=accounts,
         contacts=ContactService(storage),
         chats=chats,
         groups=GroupService(
@@ -224,7 +296,19 @@ def build_services(
             descriptor_reserve=config.limits.descriptor_reserve,
         ),
         addresses=AddressResolver(config.server.trusted_proxies),
+        notify=notify,
+        push=push,
+        push_worker=push_worker,
+        cluster=cluster,
+        routing=routing,
     )
+
+
+def make_cluster(config: Config, node_id: str, metrics: Metrics) -> Cluster | None:
+    """This node's gossip membership and cluster port (``[cluster]``), not started."""
+    if not config.cluster.enabled:
+        return None
+    return Cluster.from_config(config.cluster, node_id, metrics.registry)
 
 
 def build_app(
@@ -232,27 +316,20 @@ def build_app(
     *,
     router: Router | None = None,
     presence: Presence | None = None,
-    owners: Owners | None = None,
     cluster: ClusterParts | None = None,
 ) -> web.Application:
-    """The app on ``build_services``; see there for ``router``, ``presence``, ``owners``.
+    """The app on ``build_services``; see there for ``router`` and ``presence``.
 
-    ``cluster`` (``chatd.cluster.wiring.build_cluster``) supplies all three, is
-    started with the app, tells draining clients another node's URL, and is
-    closed once the fan-out is idle, before the storage.
+    ``cluster``: this node's cluster parts on a membership of the caller's (tests
+    run several nodes in one process); ``[cluster] enabled`` builds them itself.
     """
-    if cluster is not None:
-        router, presence, owners = cluster.router, cluster.presence, cluster.owners
-    services = build_services(config, router=router, presence=presence, owners=owners)
+    services = build_services(config, router=router, presence=presence, routing=cluster)
     metrics = services.metrics
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
         middlewares=[make_error_middleware(lambda code: metrics.errors.labels(code).inc())],
     )
     app[SERVICES] = services
-    if cluster is not None:
-        app[CLUSTER] = cluster
-        cluster.register_metrics(metrics.registry)
     app.add_routes(ROUTES)
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_say_goodbye)
@@ -261,15 +338,26 @@ def build_app(
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
-    cluster = app.get(CLUSTER)
     async with AsyncExitStack() as stack:
         svc.admission.start()
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
-        if cluster is not None:  # writes forwarded here finish before the storage closes
-            cluster.start()
-            stack.push_async_callback(cluster.close)
+        if svc.routing is not None:  # writes forwarded here finish before the storage closes
+            svc.routing.start()
+            stack.push_async_callback(svc.routing.close)
         await svc.accounts.open()
+        for provider in svc.push.providers.values():
+            await provider.open()
+            stack.push_async_callback(provider.close)
+        svc.push_worker.start()
+        stack.push_async_callback(svc.push_worker.stop)
+        stack.push_async_callback(svc.notify.wait_idle, 5.0)
+        if svc.cluster is not None:
+            meta = load_meta(lambda: len(svc.sessions))
+            if svc.routing is not None:  # peers send draining clients to its url
+                meta = svc.routing.with_url(meta)
+            await svc.cluster.start(meta)
+            stack.push_async_callback(svc.cluster.stop)
         stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
         stack.callback(svc.router.detach, svc.node_id)
@@ -288,9 +376,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _say_goodbye(app: web.Application) -> None:
-    cluster = app.get(CLUSTER)
-    url = cluster.reconnect_url() if cluster is not None else None
-    await app[SERVICES].sessions.shutdown(url=url)
+    svc = app[SERVICES]
+    url = svc.routing.reconnect_url() if svc.routing is not None else None
+    await svc.sessions.shutdown(url=url)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

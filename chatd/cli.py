@@ -28,9 +28,15 @@ invite_app = typer.Typer(
     help='Invites for servers with registration = "invite".', no_args_is_help=True
 )
 group_app = typer.Typer(help="Inspect groups.", no_args_is_help=True)
+push_app = typer.Typer(help="Push notifications.", no_args_is_help=True)
+
+
+cluster_app = typer.Typer(help="Inspect a cluster of chatd nodes.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(group_app, name="group")
 app.add_typer(invite_app, name="invite")
+app.add_typer(push_app, name="push")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see config.example.toml).")
@@ -280,6 +286,76 @@ def group_show(
     typer.echo(f"members:     {len(group['members'])} of at most {group['max_members']}")
     for member in group["members"]:
         typer.echo(f"  {member['user_id']:<36} {member['role']:<6} joined {member['joined_at']}")
+
+
+@push_app.command("test")
+def push_test(
+    device_id: Annotated[str, typer.Argument(help="The device (see GET /devices).")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Send a test notification to a device through its provider; print the answer."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+
+    async def send(s: Services) -> Any:
+        for provider in s.push.providers.values():
+            await provider.open()
+        try:
+            return await s.push.send_test(device_id)
+        finally:
+            for provider in s.push.providers.values():
+                await provider.close()
+
+    target, result = _with_services(cfg, send)
+    typer.echo(f"provider: {target.provider}")
+    typer.echo(f"outcome:  {result.outcome.value}")
+    if result.reason:
+        typer.echo(f"reason:   {result.reason}")
+    if result.retry_after_s is not None:
+        typer.echo(f"retry after: {result.retry_after_s:g} s")
+    if result.outcome.value != "delivered":
+        raise typer.Exit(1)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    token: Annotated[
+        str,
+        typer.Option(envvar="CHATD_TOKEN", help="An admin's bearer token (POST /auth/login)."),
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(help="A running node's base URL (default: [server] host and port)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show every node as a running node sees it: GET /api/v1/cluster, as a table.
+
+    Any node answers for the whole cluster; ask another one to compare views.
+    """
+    from chatd.client import ApiError, ChatdClient
+
+    if url is None:
+        cfg = _config(config)
+        url = f"http://{cfg.server.host}:{cfg.server.port}"
+
+    async def ask() -> dict[str, Any]:
+        async with ChatdClient(url, token=token) as client:
+            return await client.cluster()
+
+    try:
+        answer = asyncio.run(ask())
+    except ApiError as exc:
+        _fail(f"{url}: {exc.code}: {exc.message}")
+    except OSError as exc:  # aiohttp's connection errors are OSErrors
+        _fail(f"cannot reach {url}: {exc}")
+    typer.echo(f"answered by {answer['node_id']}")
+    typer.echo(f"{'NODE ID':<24} {'ADDRESS':<28} {'STATUS':<8} {'CONNECTIONS':>11}  JOINED")
+    for node in answer["nodes"]:
+        typer.echo(
+            f"{node['node_id']:<24} {node['address'] or '-':<28} {node['status']:<8} "
+            f"{node['connections']:>11}  {node['joined_at']}"
+        )
 
 
 @app.command()

@@ -151,9 +151,65 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    """``[push]``; each ``[push.<name>]`` table enables that provider and is checked by it."""
+
+    retry_base_ms: int = 1000
+    max_attempts: int = 8
+    include_content: bool = False
+    allow_private_endpoints: bool = False
+    timeout_ms: int = 10000
+    #: Sends in flight per provider, and notifications waiting for them (beyond: later).
+    concurrency: int = 8
+    queue_size: int = 1000
+    #: Notifications a worker claims at once, and how often it looks for due ones.
+    batch_size: int = 100
+    poll_interval_ms: int = 1000
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=PLUGIN_TABLES)
+
+    @property
+    def providers(self) -> list[str]:
+        """The enabled providers: those with a ``[push.<name>]`` table."""
+        return list(self.tables)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     repeats_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Several nodes on one ScyllaDB keyspace, found by gossip (docs/operations.md)."""
+
+    enabled: bool = False
+    #: ``host:port`` for gossip (UDP) and node-to-node streams (TCP), one port.
+    bind: str = "127.0.0.1:7946"
+    #: What peers dial; empty: ``bind``.
+    advertise: str = ""
+    seeds: list[str] = field(default_factory=list)
+    secret_file: str = ""
+    #: Keys still accepted (not used to seal) while a new one is rolled out.
+    previous_secret_files: list[str] = field(default_factory=list)
+    probe_interval_s: float = 1.0
+    probe_timeout_s: float = 0.5
+    indirect_checks: int = 3
+    suspicion_mult: int = 4
+    suspicion_max_timeout_mult: int = 2
+    retransmit_mult: int = 4
+    gossip_interval_s: float = 0.2
+    gossip_nodes: int = 3
+    push_pull_interval_s: float = 30.0
+    dead_forget_s: float = 3600.0
+    meta_refresh_s: float = 2.0
+    #: This node's base URL as clients reach it (``https://node1.example.org``):
+    #: draining peers send their clients here (``reconnect`` frame ``url``).
+    public_url: str = ""
+
+    @property
+    def advertised(self) -> str:
+        return self.advertise or self.bind
 
 
 @dataclass(frozen=True)
@@ -164,7 +220,9 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    push: PushConfig = field(default_factory=PushConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def data_path(self) -> Path:
@@ -358,15 +416,73 @@ def _check(config: Config) -> None:
             config.log.level.lower() in {"debug", "info", "warning", "error"},
             "[log] level must be debug, info, warning or error",
         ),
+        (config.push.retry_base_ms >= 1, "[push] retry_base_ms must be at least 1"),
+        (1 <= config.push.max_attempts <= 100, "[push] max_attempts must be 1-100"),
+        (config.push.timeout_ms >= 100, "[push] timeout_ms must be at least 100"),
+        (config.push.concurrency >= 1, "[push] concurrency must be at least 1"),
+        (config.push.queue_size >= 1, "[push] queue_size must be at least 1"),
+        (config.push.batch_size >= 1, "[push] batch_size must be at least 1"),
+        (config.push.poll_interval_ms >= 10, "[push] poll_interval_ms must be at least 10"),
         (config.log.repeats_per_minute >= 0, "[log] repeats_per_minute must be >= 0 (0: no limit)"),
         (
             _networks_ok(s.trusted_proxies),
             "[server] trusted_proxies must be IP addresses or networks",
         ),
     ]
+    rules += _cluster_rules(config)
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+
+
+def _cluster_rules(config: Config) -> list[tuple[bool, str]]:
+    c = config.cluster
+    rules: list[tuple[bool, str]] = [
+        (_host_port_ok(c.bind), '[cluster] bind must be "host:port"'),
+        (not c.advertise or _host_port_ok(c.advertise), '[cluster] advertise must be "host:port"'),
+        (all(_host_port_ok(s) for s in c.seeds), '[cluster] seeds must be "host:port" entries'),
+        (
+            0 < c.probe_timeout_s < c.probe_interval_s,
+            "[cluster] probe_timeout_s must be positive and below probe_interval_s",
+        ),
+        (c.indirect_checks >= 0, "[cluster] indirect_checks must be 0 or more"),
+        (c.suspicion_mult >= 1, "[cluster] suspicion_mult must be at least 1"),
+        (c.suspicion_max_timeout_mult >= 1, "[cluster] suspicion_max_timeout_mult must be >= 1"),
+        (c.retransmit_mult >= 1, "[cluster] retransmit_mult must be at least 1"),
+        (c.gossip_interval_s > 0, "[cluster] gossip_interval_s must be positive"),
+        (c.gossip_nodes >= 1, "[cluster] gossip_nodes must be at least 1"),
+        (c.push_pull_interval_s > 0, "[cluster] push_pull_interval_s must be positive"),
+        (c.dead_forget_s > 0, "[cluster] dead_forget_s must be positive"),
+        (c.meta_refresh_s > 0, "[cluster] meta_refresh_s must be positive"),
+    ]
+    if c.enabled:
+        rules += [
+            (
+                config.storage.backend != "sqlite",
+                "[cluster] enabled needs storage every node shares: set [storage] backend "
+                '= "scylla" (an SQLite file belongs to one node)',
+            ),
+            (c.secret_file != "", "[cluster] secret_file is required when enabled"),
+            (
+                _host_port_ok(c.advertised) and not _unspecified(c.advertised),
+                "[cluster] advertise must name this node's reachable address when bind is "
+                "0.0.0.0 or ::",
+            ),
+        ]
+    return rules
+
+
+def _host_port_ok(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host.strip("[]") and port.isdigit() and int(port) <= 65535)
+
+
+def _unspecified(value: str) -> bool:
+    host = value.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _networks_ok(values: list[str]) -> bool:

@@ -101,6 +101,25 @@ class Metrics:
             registry=r,
         )
 
+        self.push_sent = Counter(
+            "chatd_push_sent",
+            "Push notifications a push service accepted",
+            ["provider"],
+            registry=r,
+        )
+        self.push_failed = Counter(
+            "chatd_push_failed",
+            "Push attempts that failed (retried, gone or refused), by reason",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.push_dead = Counter(
+            "chatd_push_dead", "Push notifications given up (dead)", ["provider"], registry=r
+        )
+        self.push_outbox_depth = Gauge(
+            "chatd_push_outbox_depth", "Push notifications waiting in the outbox", registry=r
+        )
+
     def observe_delivery(self, seconds: float, count: int = 1) -> None:
         """``count`` frames written ``seconds`` after their message was accepted."""
         self._delivery_latency.observe(seconds, count)

@@ -29,6 +29,7 @@ Workloads (code in scripts/benchlib/):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -120,6 +121,12 @@ def parser() -> argparse.ArgumentParser:
     add("--reps", type=int, help="history: requests R per page position (100)")
     add("--fill-sockets", type=int, help="history: sockets filling the chat (4)")
     add("--fill-window", type=int, help="history, reconnect: in flight per filling socket (32)")
+    add(
+        "--push",
+        action="store_true",
+        help="pairs: each receiver also has an offline device with a webhook target "
+        "(the server posts to a sink in this process)",
+    )
     add("--synchronous", default="FULL", help="SQLite synchronous of the server")
     add(
         "--scylla",
@@ -151,7 +158,50 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         args.server_cpu = lambda: float("nan")  # unknown: reported as null
         args.data_bytes = lambda: -1
         return await workload(args.url, args)
-    async with Server(args.synchronous, args.heartbeat_s, scylla=args.scylla) as server:
+    sink = PushSink() if args.push else None
+    extra = await sink.start() if sink else ""
+    try:
+        return await _run_on_server(workload, args, extra, sink)
+    finally:
+        if sink:
+            await sink.stop()
+
+
+class PushSink:
+    """Where the benchmarked server's webhook posts go: counted, answered 200."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        self._runner: Any = None
+
+    async def start(self) -> str:
+        from aiohttp import web
+
+        async def take(request: web.Request) -> web.Response:
+            await request.read()
+            self.posts += 1
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hook", take)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        secret = "bench-secret-0123456789"
+        return f'[push.webhook]\nurl = "http://127.0.0.1:{port}/hook"\nsecret = "{secret}"\n'
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+async def _run_on_server(
+    workload: Any, args: argparse.Namespace, extra: str, sink: PushSink | None
+) -> dict[str, Any]:
+    async with Server(
+        args.synchronous, args.heartbeat_s, scylla=args.scylla, extra=extra
+    ) as server:
         assert server.proc is not None
         pid = server.proc.pid
         args.server_pid = pid
@@ -163,6 +213,9 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         else:
             result["storage"] = "sqlite"
             result["synchronous"] = args.synchronous
+        if sink is not None:
+            await asyncio.sleep(2.0)  # let the outbox drain
+            result["push_webhook_posts"] = sink.posts
         return result
 
 

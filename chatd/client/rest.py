@@ -401,6 +401,11 @@ class ChatdClient:
         """``{status, node_id, version, uptime_s, connections}``; needs no token."""
         return await self.request("GET", "/health", auth=False)
 
+    async def cluster(self) -> dict[str, Any]:
+        """``{node_id, nodes: [{node_id, address, status, connections, joined_at}]}``
+        as the answering node sees the cluster; admins only."""
+        return await self.request("GET", "/cluster")
+
     async def metrics(self) -> str:
         """The Prometheus text exposition; needs no token."""
         body = await self.request("GET", "/metrics", auth=False, raw=True)

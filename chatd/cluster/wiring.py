@@ -8,7 +8,9 @@ process (one per app instance) on a test membership.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +31,15 @@ class ClusterParts:
     router: ClusterRouter
     presence: ClusterPresence
     owners: ClusterOwners
+    #: What clients reach this node at (``[cluster] public_url``), shared with peers
+    #: through gossip metadata for their draining clients.
+    public_url: str = ""
+
+    def with_url(self, meta: Callable[[], Mapping[str, Any]]) -> Callable[[], Mapping[str, Any]]:
+        """``meta`` plus this node's ``url`` (when configured)."""
+        if not self.public_url:
+            return meta
+        return lambda: {**meta(), "url": self.public_url}
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Per-peer rtt, queue depth, drops and state in the app's ``/metrics``."""
@@ -63,8 +74,9 @@ def build_cluster(
     *,
     limits: LinkLimits | None = None,
     call_timeout_s: float = 10.0,
+    public_url: str = "",
 ) -> ClusterParts:
     node = ClusterNode(membership, sealer, server, limits=limits, call_timeout_s=call_timeout_s)
     presence = ClusterPresence(node)
     router = ClusterRouter(node, presence)
-    return ClusterParts(node, router, presence, ClusterOwners(node))
+    return ClusterParts(node, router, presence, ClusterOwners(node), public_url)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from chatd.cluster.service import Cluster
+from chatd.cluster.wiring import ClusterParts
 from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
@@ -18,13 +20,16 @@ from chatd.core.services.groups import GroupService
 from chatd.core.services.keys import KeyService
 from chatd.core.services.media import MediaService
 from chatd.core.services.messages import MessageService
+from chatd.core.services.notify import NotifyService
 from chatd.core.services.presence import PresenceService
+from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
 from chatd.gateway.address import AddressResolver
 from chatd.gateway.admission import Admission
 from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.metrics import Metrics
+from chatd.push.worker import PushWorker
 
 
 @dataclass
@@ -53,7 +58,16 @@ class Services:
     socket_limits: SocketLimits
     admission: Admission
     addresses: AddressResolver
+    notify: NotifyService
+    push: PushService
+    push_worker: PushWorker
     started: float = field(default_factory=time.monotonic)
+    #: This node's cluster (``[cluster] enabled``): ``cluster.membership`` is the
+    #: ``Membership``, ``cluster.streams`` the node-to-node port. None alone.
+    cluster: Cluster | None = None
+    #: Routing over that membership (chat owners, user homes, links), or the
+    #: cluster parts a test gave; None alone.
+    routing: ClusterParts | None = None
 
 
 SERVICES = web.AppKey("services", Services)

@@ -8,6 +8,7 @@ from chatd.gateway import ws
 from chatd.gateway.rest import (
     auth,
     chats,
+    cluster,
     contacts,
     devices,
     groups,
@@ -15,6 +16,7 @@ from chatd.gateway.rest import (
     media,
     messages,
     ops,
+    push,
     users,
 )
 
@@ -34,6 +36,9 @@ ROUTES: list[web.RouteDef] = [
     web.delete(f"{API}/contacts/{{user_id}}", contacts.delete_contact),
     web.get(f"{API}/devices", devices.list_devices),
     web.delete(f"{API}/devices/{{device_id}}", devices.delete_device),
+    web.put(f"{API}/devices/{{device_id}}/push", push.put_target),
+    web.get(f"{API}/devices/{{device_id}}/push", push.get_target),
+    web.delete(f"{API}/devices/{{device_id}}/push", push.delete_target),
     web.post(f"{API}/chats/direct", chats.open_direct),
     web.get(f"{API}/chats", chats.list_chats),
     web.get(f"{API}/chats/{{chat_id}}", chats.get_chat),
@@ -54,6 +59,7 @@ ROUTES: list[web.RouteDef] = [
     web.get(f"{API}/keys/{{user_id}}", keys.fetch),
     web.get(f"{API}/health", ops.health),
     web.get(f"{API}/metrics", ops.metrics),
+    web.get(f"{API}/cluster", cluster.status),
     web.get("/ws", ws.websocket),
     web.get(f"{API}/ws", ws.websocket),
 ]

@@ -140,6 +140,7 @@ class Connection:
             self.counted = True
             svc.admission.upgraded(self.caller.user_id)
             await svc.presence.connected(self.caller)
+            svc.notify.device_connected(self.caller.user_id, self.caller.device_id)
             await self._receive_loop(session)
         finally:
             # The handler may be cancelled when the peer vanishes; the clean-up

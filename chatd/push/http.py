@@ -74,7 +74,9 @@ class PushHTTP:
         except TimeoutError:
             raise TransportError("timeout") from None
         except (aiohttp.ClientError, OSError) as exc:
-            reason = "address_refused" if "non-public" in str(exc) else "network"
+            # aiohttp keeps the resolver's refusal as the cause, not in its own message.
+            said = f"{exc} {exc.__cause__} {getattr(exc, 'os_error', '')}"
+            reason = "address_refused" if "non-public" in said else "network"
             raise TransportError(reason) from None
 
 

@@ -153,8 +153,10 @@ class Server:
         *,
         scylla: str | None = None,
         limits: dict[str, Any] | None = None,
+        extra: str = "",
     ) -> None:
-        """``limits``: ``[limits]`` keys that override the load generator's own."""
+        """``limits``: ``[limits]`` keys that override the load generator's own;
+        ``extra``: more TOML tables for the server (``[push.webhook]``...)."""
         self.dir = Path(tempfile.mkdtemp(prefix="chatd-bench-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -178,7 +180,7 @@ class Server:
             + '[log]\nlevel = "warning"\n'
         )
         (self.dir / "chatd.toml").write_text(
-            f'[server]\ndata_dir = "{self.dir / "data"}"\n{beat}{storage}{rest}'
+            f'[server]\ndata_dir = "{self.dir / "data"}"\n{beat}{storage}{rest}{extra}'
         )
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -10,7 +10,14 @@ from typing import Any
 
 import aiohttp
 
-from benchlib.common import loopback_url, make_users, own_cpu_seconds, percentiles
+from benchlib.common import (
+    PASSWORD,
+    ChatdClient,
+    loopback_url,
+    make_users,
+    own_cpu_seconds,
+    percentiles,
+)
 from benchlib.idle import WorkerProc
 from benchlib.integrity import Stream, Tally, counted
 
@@ -27,6 +34,12 @@ async def pairs(url: str, args: argparse.Namespace) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as http:
         senders = await make_users(url, http, args.pairs, tag + "s")
         receivers = await make_users(url, http, args.pairs, tag + "r")
+        if getattr(args, "push", False):
+            # Each receiver's second device: a webhook target, never connected.
+            for i in range(args.pairs):
+                offline = ChatdClient(url, session=http)
+                await offline.login(f"b{tag}r{i}", PASSWORD)
+                await offline.set_push(offline.device_id, "webhook", token=f"bench-{i}")
         latencies: list[float] = []
         streams = [Stream() for _ in receivers]
         t0 = float("inf")  # start of the measured window (perf_counter)

@@ -100,3 +100,43 @@ class PushProvider(Protocol):
 
     async def close(self) -> None:
         """Release what ``open`` acquired."""
+
+
+# -- what the outbox keeps (the storage port's ``PushStore``) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredTarget:
+    """A device's target as stored, with when it was registered (ms)."""
+
+    target: PushTarget
+    registered_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One waiting notification: at most one per (device, chat).
+
+    A later message of the chat replaces it (``seq``, ``payload`` and a new
+    ``delivery_id``); retries keep its ``delivery_id``. ``attempts`` counts the
+    sends tried so far, ``due_at`` (ms) is when it may be tried next.
+    """
+
+    device_id: str
+    chat_id: str
+    user_id: str
+    delivery_id: str
+    seq: int
+    payload: Mapping[str, Any]
+    due_at: int
+    attempts: int = 0
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadItem:
+    """A notification that failed for good (``max_attempts`` or a ``FAILED`` answer),
+    kept for admins with its last error until retried."""
+
+    item: OutboxItem
+    dead_at: int

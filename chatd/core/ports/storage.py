@@ -34,6 +34,7 @@ from chatd.core.models import (
     WatermarkMove,
     WatermarkResult,
 )
+from chatd.core.ports.push import DeadItem, OutboxItem, PushTarget, RegisteredTarget
 
 
 class UserStore(Protocol):
@@ -273,6 +274,7 @@ class Storage(Protocol):
     receipts: ReceiptStore
     media: MediaStore
     keys: KeyStore
+    push: PushStore
 
     async def open(self) -> None:
         """Connect and run pending schema migrations."""
@@ -326,3 +328,68 @@ def advance_starter(
     if isinstance(store, StartsAdvances):
         return store.advance_nowait
     return lambda moves: asyncio.ensure_future(store.advance(moves))
+
+
+class PushStore(Protocol):
+    """Push targets per device and the durable outbox of waiting notifications.
+
+    The outbox holds one item per (device, chat). Several workers, in one
+    process or on several nodes sharing the store, claim due items with a lease;
+    a claim is exclusive (two claimants never both get an item while its lease
+    runs). ``done``, ``retry_later`` and ``bury`` apply only while the item still
+    has the ``delivery_id`` the caller holds: an item replaced meanwhile by a
+    later message is left alone.
+    """
+
+    async def put_target(self, target: PushTarget, registered_at: int) -> None:
+        """Set (or replace) the device's target. Durable when it returns."""
+
+    async def get_target(self, device_id: str) -> RegisteredTarget | None: ...
+
+    async def delete_target(self, device_id: str) -> bool:
+        """Delete the device's target and its waiting notifications; True if it had one."""
+
+    async def targets(self, user_id: str) -> list[RegisteredTarget]:
+        """The targets of the user's devices."""
+
+    async def enqueue(self, items: Sequence[OutboxItem]) -> None:
+        """Write waiting notifications, one per (device, chat).
+
+        Where an item of that device and chat waits already, a new one with a
+        higher ``seq`` replaces its ``delivery_id``, ``seq`` and ``payload``,
+        restarts ``attempts`` at 0, keeps the later of the two ``due_at`` (a
+        backoff is not cut short) and ends any claim on it; one with a lower or
+        equal ``seq`` changes nothing.
+        """
+
+    async def cancel(self, device_id: str) -> int:
+        """Drop the device's waiting notifications (it connected); how many."""
+
+    async def claim(
+        self, now: int, lease_ms: int, limit: int, devices: Sequence[str] | None = None
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` items due at ``now`` (``due_at <= now``, no live claim),
+        among ``devices`` if given, for ``lease_ms``: nobody else claims them
+        until then. Earliest due first where the store can order them."""
+
+    async def done(self, item: OutboxItem) -> bool:
+        """Delete the item if it still has ``item.delivery_id`` (sent or dropped)."""
+
+    async def retry_later(self, item: OutboxItem, attempts: int, due_at: int, error: str) -> bool:
+        """Record a failed attempt and release the claim, if the item is unchanged."""
+
+    async def bury(self, item: OutboxItem, attempts: int, error: str, dead_at: int) -> bool:
+        """Move the item to the dead items (kept with ``error``), if it is unchanged."""
+
+    async def dead(self, limit: int, cursor: str = "") -> tuple[list[DeadItem], str | None]:
+        """One page of dead items after ``cursor`` ("" first) and the next cursor
+        (None at the end)."""
+
+    async def revive(self, delivery_id: str, now: int) -> str | None:
+        """Put a dead item back in the outbox, due at ``now``, attempts 0, with the
+        same ``delivery_id``: ``"requeued"``; ``"superseded"`` when a later
+        notification of that device and chat waits already (the dead item is
+        dropped, the waiting one covers it); None if there is no such dead item."""
+
+    async def depth(self) -> int:
+        """Notifications waiting in the outbox (for ``chatd_push_outbox_depth``)."""

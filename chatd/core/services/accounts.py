@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from chatd.core import validate
@@ -76,6 +76,8 @@ class AccountService:
         )
         self._hash_gate = hash_gate or WorkGate(2, 32, what="password checks")
         self._dummy_hash: str | None = None
+        #: Told of revoked devices (user, device ids): the push service drops their targets.
+        self.on_revoked: Callable[[str, list[str]], Awaitable[None]] | None = None
 
     async def open(self) -> None:
         """Hash a throw-away password once, at start-up: a login for an unknown
@@ -227,6 +229,11 @@ class AccountService:
             raise not_found("device not found")
         await self._storage.devices.revoke(device_id)
         self._fanout.invalidate(Invalidation.devices([device_id], "token revoked"))
+        await self._revoked(caller.user_id, [device_id])
+
+    async def _revoked(self, user_id: str, device_ids: list[str]) -> None:
+        if self.on_revoked is not None and device_ids:
+            await self.on_revoked(user_id, device_ids)
 
     # -- profiles -----------------------------------------------------------
 
@@ -287,7 +294,8 @@ class AccountService:
         user = await self._require_by_name(username)
         self._check_password(password)
         await self._storage.users.update(user.user_id, password_hash=await self._hash(password))
-        await self._storage.devices.revoke_all(user.user_id)  # a new password logs out everywhere
+        # A new password logs out everywhere.
+        await self._revoked(user.user_id, await self._storage.devices.revoke_all(user.user_id))
         return user
 
     async def set_banned(self, username: str, banned: bool) -> User:

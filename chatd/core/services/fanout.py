@@ -102,6 +102,8 @@ class FanOut:
         self._lines: dict[str, _Line] = {}
         self._order = count()  # tie-breaker in the heap (a seq is never held twice)
         self._background = Background()
+        #: Told of each released message and its recipients (the push notify step).
+        self.on_release: Callable[[Event, Iterable[str], str | None], None] | None = None
 
     # -- messages, in seq order per chat -------------------------------------
 
@@ -170,6 +172,11 @@ class FanOut:
                 self._router.publish(recipients, entry.event, skip_device=entry.skip_device)
             except Exception:  # the message is stored: its devices get it on replay
                 log.exception("publishing seq %s of chat %s failed", entry.event.seq, line.chat_id)
+            if self.on_release is not None:
+                try:
+                    self.on_release(entry.event, recipients, entry.skip_device)
+                except Exception:  # push is best effort: never stall the line
+                    log.exception("push notify step failed for chat %s", line.chat_id)
             if entry.membership_changed:
                 self.invalidate(Invalidation.membership(line.chat_id))
         if not held and not line.open and not line.loading:

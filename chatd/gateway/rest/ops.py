@@ -25,6 +25,8 @@ async def health(request: web.Request) -> web.Response:
         "uptime_s": round(time.monotonic() - svc.started, 3),
         "connections": len(svc.sessions),
     }
+    if svc.cluster is not None:
+        body["cluster"] = {"nodes_alive": svc.cluster.nodes_alive()}
     if reason is not None:
         body["reason"] = reason
     return json_response(body, 200 if reason is None else 503)

@@ -32,6 +32,7 @@ from chatd.storage.scylla import (
     marks,
     media,
     messages,
+    push,
     receipts,
     sequencer,
     users,
@@ -56,6 +57,7 @@ STATEMENTS: dict[str, str] = {
     **media.CQL,
     **marks.CQL,
     **receipts.CQL,
+    **push.CQL,
 }
 
 
@@ -141,6 +143,7 @@ class ScyllaStorage:
         self.contacts = contacts.ScyllaContacts(cql)
         self.invites = invites.ScyllaInvites(cql)
         self.keys = keys.ScyllaKeys(cql)
+        self.push = push.ScyllaPush(cql)
         group_store = groups.ScyllaGroups(cql)
         self.chats = chats.ScyllaChats(cql, group_store)
         self.messages = messages.ScyllaMessages(cql, cursors)

@@ -195,6 +195,38 @@ MIGRATIONS: list[tuple[int, str, list[str | AddColumn]]] = [
         [AddColumn("one_time_prekeys", "last_upload", "uuid static")],
     ),
     (5, "group_add", [AddColumn("users", "group_add", "text")]),
+    (
+        6,
+        "push",
+        [
+            _table(
+                "push_targets",
+                "user_id text, device_id text, provider text, push_token text, endpoint text, "
+                "p256dh text, auth text, registered_at bigint",
+                "device_id",
+            ),
+            _table(
+                "push_user_targets",
+                "user_id text, device_id text, provider text, push_token text, endpoint text, "
+                "p256dh text, auth text, registered_at bigint",
+                "user_id, device_id",
+            ),
+            _table(
+                "push_outbox",
+                "device_id text, chat_id text, user_id text, delivery_id text, seq bigint, "
+                "payload text, due_at bigint, attempts int, last_error text, "
+                "claim_until bigint, claimed_by text",
+                "device_id, chat_id",
+            ),
+            _table("push_due", "shard int, device_id text, touched bigint", "shard, device_id"),
+            _table(
+                "push_dead",
+                "shard int, delivery_id text, device_id text, chat_id text, user_id text, "
+                "seq bigint, payload text, attempts int, last_error text, dead_at bigint",
+                "shard, delivery_id",
+            ),
+        ],
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from chatd.storage.sqlite.invites import SqliteInvites
 from chatd.storage.sqlite.keys import SqliteKeys
 from chatd.storage.sqlite.media import SqliteMedia
 from chatd.storage.sqlite.messages import SqliteMessages
+from chatd.storage.sqlite.push import SqlitePush
 from chatd.storage.sqlite.receipts import SqliteReceipts
 from chatd.storage.sqlite.settings import SqliteSettings
 from chatd.storage.sqlite.users import SqliteUsers
@@ -40,6 +41,7 @@ class SqliteStorage:
         self.receipts = SqliteReceipts(self.db)
         self.media = SqliteMedia(self.db)
         self.keys = SqliteKeys(self.db)
+        self.push = SqlitePush(self.db)
 
     async def open(self) -> None:
         await self.db.open()

@@ -20,6 +20,7 @@ from chatd.core.models import (
     Message,
     User,
 )
+from chatd.core.ports.push import DeadItem, OutboxItem, RegisteredTarget
 
 
 @dataclass
@@ -54,3 +55,8 @@ class Tables:
 
     keys: dict[str, DeviceKeys] = field(default_factory=dict)
     prekeys: dict[str, dict[int, str]] = field(default_factory=dict)  # device -> id -> key
+
+    push_targets: dict[str, RegisteredTarget] = field(default_factory=dict)  # by device
+    #: (device_id, chat_id) -> (the waiting item, its claim's end in ms).
+    outbox: dict[tuple[str, str], tuple[OutboxItem, int]] = field(default_factory=dict)
+    dead: dict[str, DeadItem] = field(default_factory=dict)  # by delivery_id

@@ -31,6 +31,7 @@ class MemoryStorage:
         self.receipts = stores.Receipts(self)
         self.media = stores.MediaRecords(self)
         self.keys = stores.Keys(self)
+        self.push = stores.Push(self)
 
     def tables(self) -> Tables:
         """The tables, or ``unavailable`` before ``open`` and after ``aclose``."""

@@ -31,6 +31,7 @@ from chatd.core.models import (
     WatermarkMove,
     WatermarkResult,
 )
+from chatd.core.ports.push import DeadItem, OutboxItem, PushTarget, RegisteredTarget
 from chatd.core.prekeys import prekeys_to_add
 
 if TYPE_CHECKING:
@@ -490,3 +491,98 @@ class Keys(_Store):
 
     async def count(self, device_id: str) -> int:
         return len(self._t.prekeys.get(device_id, {}))
+
+
+class Push(_Store):
+    async def put_target(self, target: PushTarget, registered_at: int) -> None:
+        self._t.push_targets[target.device_id] = RegisteredTarget(target, registered_at)
+
+    async def get_target(self, device_id: str) -> RegisteredTarget | None:
+        return self._t.push_targets.get(device_id)
+
+    async def delete_target(self, device_id: str) -> bool:
+        t = self._t
+        await self.cancel(device_id)
+        return t.push_targets.pop(device_id, None) is not None
+
+    async def targets(self, user_id: str) -> list[RegisteredTarget]:
+        return [r for r in self._t.push_targets.values() if r.target.user_id == user_id]
+
+    async def enqueue(self, items: Sequence[OutboxItem]) -> None:
+        outbox = self._t.outbox
+        for item in items:
+            key = (item.device_id, item.chat_id)
+            held = outbox.get(key)
+            if held is None:
+                outbox[key] = (item, 0)
+            elif item.seq > held[0].seq:
+                due = max(held[0].due_at, item.due_at)
+                outbox[key] = (dataclasses.replace(item, due_at=due, attempts=0, last_error=""), 0)
+
+    async def cancel(self, device_id: str) -> int:
+        outbox = self._t.outbox
+        keys = [k for k in outbox if k[0] == device_id]
+        for key in keys:
+            del outbox[key]
+        return len(keys)
+
+    async def claim(
+        self, now: int, lease_ms: int, limit: int, devices: Sequence[str] | None = None
+    ) -> list[OutboxItem]:
+        outbox = self._t.outbox
+        wanted = None if devices is None else set(devices)
+        due = sorted(
+            (item for item, until in outbox.values()
+             if item.due_at <= now and until <= now
+             and (wanted is None or item.device_id in wanted)),
+            key=lambda i: i.due_at,
+        )[:limit]  # fmt: skip
+        for item in due:
+            outbox[(item.device_id, item.chat_id)] = (item, now + lease_ms)
+        return due
+
+    def _held(self, item: OutboxItem) -> OutboxItem | None:
+        held = self._t.outbox.get((item.device_id, item.chat_id))
+        return held[0] if held and held[0].delivery_id == item.delivery_id else None
+
+    async def done(self, item: OutboxItem) -> bool:
+        if self._held(item) is None:
+            return False
+        del self._t.outbox[(item.device_id, item.chat_id)]
+        return True
+
+    async def retry_later(self, item: OutboxItem, attempts: int, due_at: int, error: str) -> bool:
+        held = self._held(item)
+        if held is None:
+            return False
+        changed = dataclasses.replace(held, attempts=attempts, due_at=due_at, last_error=error)
+        self._t.outbox[(item.device_id, item.chat_id)] = (changed, 0)
+        return True
+
+    async def bury(self, item: OutboxItem, attempts: int, error: str, dead_at: int) -> bool:
+        held = self._held(item)
+        if held is None:
+            return False
+        del self._t.outbox[(item.device_id, item.chat_id)]
+        dead = dataclasses.replace(held, attempts=attempts, last_error=error, due_at=dead_at)
+        self._t.dead[item.delivery_id] = DeadItem(dead, dead_at)
+        return True
+
+    async def dead(self, limit: int, cursor: str = "") -> tuple[list[DeadItem], str | None]:
+        ids = sorted(d for d in self._t.dead if d > cursor)
+        page = [self._t.dead[d] for d in ids[:limit]]
+        return page, (ids[limit - 1] if len(ids) > limit else None)
+
+    async def revive(self, delivery_id: str, now: int) -> str | None:
+        t = self._t
+        dead = t.dead.pop(delivery_id, None)
+        if dead is None:
+            return None
+        key = (dead.item.device_id, dead.item.chat_id)
+        if key in t.outbox:
+            return "superseded"
+        t.outbox[key] = (dataclasses.replace(dead.item, due_at=now, attempts=0, last_error=""), 0)
+        return "requeued"
+
+    async def depth(self) -> int:
+        return len(self._t.outbox)

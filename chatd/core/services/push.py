@@ -1,0 +1,167 @@
+"""Push targets (``/devices/{device_id}/push``), dead notifications for admins, test sends.
+
+Providers and the endpoint check come from the edge (``chatd/app.py``): the
+enabled providers by name, and ``check_endpoint`` (``chatd.push.guard``), which
+refuses endpoints that point at loopback, private, link-local or multicast
+addresses unless private endpoints are allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from chatd.core import validate
+from chatd.core.auth import Caller
+from chatd.core.errors import bad_request, forbidden, not_found
+from chatd.core.ids import format_ts, new_id, now_ms
+from chatd.core.ports.push import (
+    DeadItem,
+    InvalidTarget,
+    Notification,
+    PushProvider,
+    PushResult,
+    PushTarget,
+)
+from chatd.core.ports.storage import Storage
+from chatd.core.services.notify import NotifyService
+
+log = logging.getLogger(__name__)
+FIELDS = frozenset({"provider", "token", "endpoint", "keys"})
+
+
+class PushService:
+    def __init__(
+        self,
+        storage: Storage,
+        notify: NotifyService,
+        providers: Mapping[str, PushProvider],
+        check_endpoint: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._storage = storage
+        self._notify = notify
+        self.providers = providers
+        self._check_endpoint = check_endpoint
+
+    # -- a device's target --------------------------------------------------------
+
+    async def _own(self, caller: Caller, device_id: str) -> None:
+        """Only the device itself: another device of the user is ``forbidden``,
+        anyone else's (or an unknown) device ``not_found``."""
+        if device_id == caller.device_id:
+            return
+        mine = await self._storage.devices.list_for_user(caller.user_id)
+        if any(d.device_id == device_id for d in mine):
+            raise forbidden("only the device itself may manage its push target")
+        raise not_found("device not found")
+
+    async def set_target(self, caller: Caller, device_id: str, data: Any) -> None:
+        await self._own(caller, device_id)
+        data = validate.body(data)
+        unknown = set(data) - FIELDS
+        if unknown:
+            raise bad_request(f"unknown field: {sorted(unknown)[0]}")
+        name = validate.required_string(data, "provider", max_len=64)
+        provider = self.providers.get(name)
+        if provider is None:
+            raise bad_request(f"push provider {name!r} is unknown or not enabled")
+        token = validate.string(data, "token", required=False, min_len=1, max_len=4096)
+        endpoint = validate.string(data, "endpoint", required=False, min_len=1, max_len=2048)
+        keys = data.get("keys")
+        p256dh = auth = None
+        if keys is not None:
+            keys = validate.body(keys)
+            p256dh = validate.required_string(keys, "p256dh", max_len=256)
+            auth = validate.required_string(keys, "auth", max_len=256)
+        target = PushTarget(caller.user_id, device_id, name, token, endpoint, p256dh, auth)
+        try:
+            provider.check_target(target)
+            if endpoint is not None:
+                await self._check_endpoint(endpoint)
+        except InvalidTarget as exc:
+            raise bad_request(str(exc)) from None
+        await self._storage.push.put_target(target, now_ms())
+        self._notify.forget_targets(caller.user_id)
+
+    async def get_target(self, caller: Caller, device_id: str) -> dict[str, Any]:
+        await self._own(caller, device_id)
+        registered = await self._storage.push.get_target(device_id)
+        if registered is None:
+            raise not_found("this device has no push target")
+        return {
+            "provider": registered.target.provider,
+            "endpoint": registered.target.endpoint,
+            "registered_at": format_ts(registered.registered_at),
+        }
+
+    async def delete_target(self, caller: Caller, device_id: str) -> None:
+        await self._own(caller, device_id)
+        await self._storage.push.delete_target(device_id)
+        self._notify.forget_targets(caller.user_id)
+
+    async def devices_revoked(self, user_id: str, device_ids: list[str]) -> None:
+        """Revoked devices (logout, removal, password change) lose their targets."""
+        for device_id in device_ids:
+            await self._storage.push.delete_target(device_id)
+        self._notify.forget_targets(user_id)
+
+    # -- administration (admin API, CLI) ---------------------------------------------
+
+    async def dead_notifications(
+        self, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of dead notifications, oldest delivery id first: ``{items, next_cursor}``.
+
+        No payload is shown: only ids, attempts and the last error."""
+        if not 1 <= limit <= 500:
+            raise bad_request("limit must be 1-500")
+        items, following = await self._storage.push.dead(limit, cursor or "")
+        return {"items": [dead_view(d) for d in items], "next_cursor": following}
+
+    async def retry_dead_notification(self, delivery_id: str) -> str:
+        """Send a dead notification again with the same ``delivery_id``: ``"requeued"``, or
+        ``"superseded"`` when a later notification of that device and chat waits already."""
+        outcome = await self._storage.push.revive(delivery_id, now_ms())
+        if outcome is None:
+            raise not_found("no dead notification with that delivery_id")
+        return outcome
+
+    async def send_test(self, device_id: str) -> tuple[PushTarget, PushResult]:
+        """Send a test notification to a device now, outside the outbox; the provider's
+        answer. Its payload has the usual keys with ``type: "test"``."""
+        registered = await self._storage.push.get_target(device_id)
+        if registered is None:
+            raise not_found("this device has no push target")
+        target = registered.target
+        provider = self.providers.get(target.provider)
+        if provider is None:
+            raise bad_request(f"push provider {target.provider!r} is not enabled")
+        payload = {
+            "type": "test",
+            "chat_id": "",
+            "message_id": "",
+            "seq": 0,
+            "sender_id": "",
+            "sender_name": "chatd",
+            "chat_title": "Test notification",
+            "unread_count": 0,
+            "timestamp": format_ts(now_ms()),
+        }
+        note = Notification(new_id(), target, payload, collapse_key="chatd-test")
+        (result,) = await provider.send([note])
+        return target, result
+
+
+def dead_view(dead: DeadItem) -> dict[str, Any]:
+    item = dead.item
+    return {
+        "delivery_id": item.delivery_id,
+        "user_id": item.user_id,
+        "device_id": item.device_id,
+        "chat_id": item.chat_id,
+        "seq": item.seq,
+        "attempts": item.attempts,
+        "last_error": item.last_error,
+        "dead_at": format_ts(dead.dead_at),
+    }
