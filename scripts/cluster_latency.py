@@ -5,6 +5,8 @@ node with its own links port, on a fixed test membership (tests/cluster).
 
     .venv/bin/python scripts/cluster_latency.py --nodes 3
     .venv/bin/python scripts/cluster_latency.py --nodes 1     # the same harness, one node
+    .venv/bin/python scripts/cluster_latency.py --nodes 3 --scylla 127.0.0.1:9042
+        # real ``chatd serve`` processes clustered by gossip on one fresh keyspace
 
 pairs: P sender/receiver pairs, the receiver on the next node (so every message
 crosses nodes when N > 1), one message in flight per sender. group: one group of
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from chatd.core.events import Event
@@ -34,7 +37,7 @@ from chatd.core.events import Event
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from benchlib.common import percentiles, rounded  # noqa: E402
+from benchlib.common import Server, free_port, percentiles, rounded  # noqa: E402
 
 from chatd.app import build_app  # noqa: E402
 from chatd.client import ChatdClient  # noqa: E402
@@ -203,7 +206,59 @@ async def route(events: int, batch: int) -> dict[str, Any]:
     return {"events": len(samples), "per_s": len(samples) / elapsed, **percentiles(samples)}
 
 
+async def processes(n: int, scylla: str) -> tuple[list[str], list[Server]]:
+    """``n`` real nodes on one fresh keyspace, clustered by gossip when ``n > 1``."""
+    key = Path(tempfile.mkdtemp(prefix="chatd-cluster-key-")) / "cluster.key"
+    key.write_text(os.urandom(32).hex() + "\n")
+    ports = [free_port() for _ in range(n)]
+    servers = []
+    shared = None
+    for i, port in enumerate(ports):
+        seeds = f'["127.0.0.1:{ports[0]}"]' if i else "[]"
+        extra = (
+            f'[cluster]\nenabled = true\nbind = "127.0.0.1:{port}"\nseeds = {seeds}\n'
+            f'secret_file = "{key}"\n'
+            if n > 1
+            else ""
+        )
+        server = Server("full", scylla=scylla, extra=extra)
+        config = server.dir / "chatd.toml"
+        shared = shared or server.keyspace
+        config.write_text(config.read_text().replace(server.keyspace, shared))
+        server.keyspace = shared
+        servers.append(server)
+    for server in servers:
+        await server.__aenter__()
+    if n > 1:  # until every node sees the others
+        async with ClientSession() as http:
+            for _ in range(300):
+                alive = []
+                for server in servers:
+                    async with http.get(server.url + "/api/v1/health") as r:
+                        alive.append((await r.json()).get("cluster", {}).get("nodes_alive"))
+                if alive == [n] * n:
+                    break
+                await asyncio.sleep(0.1)
+    return [s.url for s in servers], servers
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.scylla:
+        urls, servers = await processes(args.nodes, args.scylla)
+        try:
+            result = {
+                "nodes": args.nodes,
+                "storage": f"scylla ({args.scylla}), real processes",
+                "pairs": rounded(await pairs(urls, args.pairs, args.messages)),
+                "group": rounded(await group(urls, args.members, args.senders, args.messages)),
+            }
+            print(json.dumps(result, indent=1))
+        finally:
+            for client in CLIENTS:
+                await client.aclose()
+            for server in servers:
+                await server.__aexit__()
+        return
     if args.route:
         result = {
             "route_one_at_a_time": rounded(await route(args.messages * 20, 1)),
@@ -235,4 +290,5 @@ if __name__ == "__main__":
     parser.add_argument("--senders", type=int, default=3)
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--route", action="store_true", help="the routing alone (3 nodes)")
+    parser.add_argument("--scylla", help="host:port: real processes on a fresh keyspace there")
     uvloop.run(main(parser.parse_args()))

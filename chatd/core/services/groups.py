@@ -292,9 +292,16 @@ class GroupService:
         chat_id, args = payload["chat_id"], payload["args"]
         if method == "create":
             return await self._create_here(caller, args[0], chat_id)
-        if method not in ("update", "add_members", "remove_member", "set_role"):
+        changes = {
+            "update": self._update_here,
+            "add_members": self._add_members_here,
+            "remove_member": self._remove_member_here,
+            "set_role": self._set_role_here,
+        }
+        change = changes.get(method)
+        if change is None:
             raise bad_request(f"unknown group change {method}")
-        return await getattr(self, "_" + method + "_here")(caller, chat_id, *args)
+        return await change(caller, chat_id, *args)  # type: ignore[operator]
 
     # -- helpers --------------------------------------------------------------
 
