@@ -27,6 +27,7 @@ from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
+from chatd.core.services.admin import AdminService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.fanout import FanOut, invalidation_handler
@@ -40,10 +41,13 @@ from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
 from chatd.core.workgate import WorkGate
+from chatd.gateway import admin_live
 from chatd.gateway.address import AddressResolver
+from chatd.gateway.admin_stats import AdminStats
 from chatd.gateway.admission import Admission
 from chatd.gateway.context import SERVICES, Services
 from chatd.gateway.errors import make_error_middleware
+from chatd.gateway.rest.admin import admin_only
 from chatd.gateway.routes import ROUTES
 from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.media.processor import PoolProcessor
@@ -239,20 +243,24 @@ def build_services(
     fanout.on_release = notify.released
     accounts = make_accounts(config, storage, fanout)
     accounts.on_revoked = push.devices_revoked
+    groups = GroupService(
+        storage,
+        chats,
+        fanout,
+        max_members=config.limits.max_group_members,
+        creations_per_hour=config.limits.groups_created_per_hour,
+        changes_per_minute=config.limits.group_changes_per_minute,
+        owners=owners,
+    )
+    admin = AdminService(
+        storage, accounts, groups, presence, push=push, push_depth=lambda: push_worker.depth
+    )
     return Services(
         storage=storage,
         accounts=accounts,
         contacts=ContactService(storage),
         chats=chats,
-        groups=GroupService(
-            storage,
-            chats,
-            fanout,
-            max_members=config.limits.max_group_members,
-            creations_per_hour=config.limits.groups_created_per_hour,
-            changes_per_minute=config.limits.group_changes_per_minute,
-            owners=owners,
-        ),
+        groups=groups,
         messages=MessageService(
             storage,
             chats,
@@ -301,6 +309,15 @@ def build_services(
         push_worker=push_worker,
         cluster=cluster,
         routing=routing,
+        admin=admin,
+        stats=AdminStats(
+            node_id=node_id,
+            storage_backend=config.storage.backend,
+            sessions=sessions,
+            metrics=metrics,
+            admin=admin,
+            cluster=cluster,
+        ),
     )
 
 
@@ -327,10 +344,14 @@ def build_app(
     metrics = services.metrics
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
-        middlewares=[make_error_middleware(lambda code: metrics.errors.labels(code).inc())],
+        middlewares=[
+            make_error_middleware(lambda code: metrics.errors.labels(code).inc()),
+            admin_only,
+        ],
     )
     app[SERVICES] = services
     app.add_routes(ROUTES)
+    admin_live.install(app)
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_say_goodbye)
     return app
@@ -371,6 +392,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(svc.media.aclose)
         retention = asyncio.create_task(svc.media.run_retention(), name="media-retention")
         stack.push_async_callback(_cancel, retention)
+        stats = asyncio.create_task(svc.stats.run(), name="admin-stats")
+        stack.push_async_callback(_cancel, stats)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

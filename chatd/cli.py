@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from chatd.gateway.context import Services
 
 T = TypeVar("T")
+#: The actor of every change made from the command line, in the audit log.
+CLI_ACTOR = "cli"
 app = typer.Typer(
     help="chatd: a self-hosted chat server.", no_args_is_help=True, add_completion=False
 )
@@ -201,7 +203,9 @@ def user_add(
     password = _read_password(password_stdin)
     user = _with_services(
         cfg,
-        lambda s: s.accounts.create_user(name, password, display_name=display_name, is_admin=admin),
+        lambda s: s.admin.create_user(
+            CLI_ACTOR, name, password, display_name=display_name, is_admin=admin
+        ),
     )
     typer.echo(f"created user {user.username} ({user.user_id}){' as admin' if admin else ''}")
 
@@ -211,7 +215,7 @@ def user_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
     """List every user: id, name, admin and banned flags."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
 
-    users = _with_services(cfg, lambda s: s.accounts.list_users())
+    users = _with_services(cfg, lambda s: s.admin.all_users())
     typer.echo(f"{'USERNAME':<32} {'USER ID':<36} FLAGS")
     for u in users:
         flags = ",".join(f for f, on in (("admin", u.is_admin), ("banned", u.banned)) if on)
@@ -228,7 +232,12 @@ def user_passwd(
     """Set a user's password; every device of the user is logged out."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
     password = _read_password(password_stdin)
-    _with_services(cfg, lambda s: s.accounts.set_password(name, password))
+
+    async def reset(s: Services) -> None:
+        user = await s.admin.user_by_name(name)
+        await s.admin.reset_password(CLI_ACTOR, user.user_id, password)
+
+    _with_services(cfg, reset)
     typer.echo(f"password of {name} changed; its devices are logged out")
 
 
@@ -236,7 +245,7 @@ def user_passwd(
 def user_ban(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Ban a user: logins are refused and open connections are closed."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    _with_services(cfg, lambda s: s.accounts.set_banned(name, True))
+    _with_services(cfg, lambda s: _by_name(s, name, s.admin.ban))
     typer.echo(f"banned {name}")
 
 
@@ -244,8 +253,36 @@ def user_ban(name: str, config: ConfigOption = None, data_dir: DataDirOption = N
 def user_unban(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Lift a ban; the user can log in again."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    _with_services(cfg, lambda s: s.accounts.set_banned(name, False))
+    _with_services(cfg, lambda s: _by_name(s, name, s.admin.unban))
     typer.echo(f"unbanned {name}")
+
+
+@user_app.command("admin")
+def user_admin(
+    name: str,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Take the admin role away instead.")
+    ] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Make an existing user a server admin (or, with --remove, no longer one)."""
+    cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
+
+    async def change(s: Services) -> Any:
+        user = await s.admin.user_by_name(name)
+        return await s.admin.set_admin(CLI_ACTOR, user.user_id, not remove)
+
+    _with_services(cfg, change)
+    typer.echo(f"{name} is {'no longer' if remove else 'now'} an admin")
+
+
+async def _by_name(
+    services: Services, name: str, action: Callable[[str, str], Awaitable[Any]]
+) -> Any:
+    """``action(CLI_ACTOR, user_id)`` on the user called ``name``."""
+    user = await services.admin.user_by_name(name)
+    return await action(CLI_ACTOR, user.user_id)
 
 
 @invite_app.command("create")
@@ -257,15 +294,15 @@ def invite_create(
 ) -> None:
     """Make an invite code to give to someone who should be able to register."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    code = _with_services(cfg, lambda s: s.accounts.create_invite(uses, days))
-    typer.echo(code)
+    invite = _with_services(cfg, lambda s: s.admin.invite(CLI_ACTOR, uses, days * 86_400))
+    typer.echo(invite["code"])
 
 
 @group_app.command("list")
 def group_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """List every group: id, member count, name."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    groups = _with_services(cfg, lambda s: s.groups.list_all())
+    groups = _with_services(cfg, lambda s: s.admin.all_groups())
     typer.echo(f"{'GROUP ID':<36} {'MEMBERS':>7}  NAME")
     for group in groups:
         typer.echo(f"{group['group_id']:<36} {len(group['members']):>7}  {group['name']}")
@@ -279,7 +316,7 @@ def group_show(
 ) -> None:
     """Show a group: name, description and members with their roles."""
     cfg = _config(config, data_dir=str(data_dir) if data_dir else None)
-    group = _with_services(cfg, lambda s: s.groups.describe(group_id))
+    group = _with_services(cfg, lambda s: s.admin.group(group_id))
     typer.echo(f"name:        {group['name']}")
     typer.echo(f"description: {group['description'] or ''}")
     typer.echo(f"created:     {group['created_at']} by {group['created_by']}")

@@ -131,5 +131,19 @@ class Metrics:
         if what == "thumbnail":
             self.media_thumbnail_seconds.observe(seconds)
 
+    def messages_accepted(self) -> float:
+        """Messages accepted since start, every transport (for the admin dashboard)."""
+        return sum(
+            sample.value
+            for family in self.messages_in.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+
+    def delivery_buckets(self) -> tuple[list[float], list[int]]:
+        """The delivery latency histogram: bucket upper bounds (s) and a copy of the
+        per-bucket counts (one more than the bounds: the last is +Inf)."""
+        return list(self._delivery_latency._bounds), list(self._delivery_latency._counts)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

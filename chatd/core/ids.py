@@ -41,6 +41,15 @@ def new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def id_time_ms(id_: str) -> int | None:
+    """When an id from ``new_id`` was made (epoch ms); None for any other string."""
+    digits = id_.replace("-", "")[:12]
+    try:
+        return int(digits, 16) if len(digits) == 12 else None
+    except ValueError:
+        return None
+
+
 def new_token() -> str:
     """A bearer token: 256 random bits, URL-safe."""
     return secrets.token_urlsafe(32)

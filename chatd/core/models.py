@@ -293,3 +293,36 @@ class DeviceKeys:
     def from_flat(cls, row: Sequence[Any]) -> DeviceKeys:
         signed = SignedPrekey(int(row[3]), row[4], row[5])
         return cls(row[0], row[1], row[2], signed, int(row[6]))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One administrative change: who (``actor_id``: a user id, or ``"cli"``) did
+    ``action`` to ``target_id`` (a user, device, group or invite), and when.
+    ``entry_id`` is time-sortable and breaks ties between entries of one millisecond."""
+
+    entry_id: str
+    time: int
+    actor_id: str
+    action: str
+    target_id: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Whole-server counts for the admin dashboard."""
+
+    users: int
+    chats: int
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaUsage:
+    """Stored uploads: records, their bytes (files, not thumbnails), and how many no
+    message references (candidates for the retention job)."""
+
+    files: int
+    bytes: int
+    unreferenced_files: int

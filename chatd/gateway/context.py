@@ -13,6 +13,7 @@ from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
 from chatd.core.services.accounts import AccountService
+from chatd.core.services.admin import AdminService
 from chatd.core.services.chats import ChatService
 from chatd.core.services.contacts import ContactService
 from chatd.core.services.fanout import FanOut
@@ -26,6 +27,7 @@ from chatd.core.services.push import PushService
 from chatd.core.services.receipts import ReceiptService
 from chatd.core.services.sync import SyncService
 from chatd.gateway.address import AddressResolver
+from chatd.gateway.admin_stats import AdminStats
 from chatd.gateway.admission import Admission
 from chatd.gateway.sessions import SessionRegistry, SocketLimits
 from chatd.metrics import Metrics
@@ -61,6 +63,8 @@ class Services:
     notify: NotifyService
     push: PushService
     push_worker: PushWorker
+    admin: AdminService
+    stats: AdminStats
     started: float = field(default_factory=time.monotonic)
     #: This node's cluster (``[cluster] enabled``): ``cluster.membership`` is the
     #: ``Membership``, ``cluster.streams`` the node-to-node port. None alone.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chatd.gateway import ws
+from chatd.gateway import admin_live, ws
 from chatd.gateway.rest import (
+    admin,
     auth,
     chats,
     cluster,
@@ -21,6 +22,7 @@ from chatd.gateway.rest import (
 )
 
 API = "/api/v1"
+ADMIN = admin.PREFIX  # every route under it is for admins only (``admin.admin_only``)
 
 ROUTES: list[web.RouteDef] = [
     web.post(f"{API}/auth/register", auth.register),
@@ -60,6 +62,23 @@ ROUTES: list[web.RouteDef] = [
     web.get(f"{API}/health", ops.health),
     web.get(f"{API}/metrics", ops.metrics),
     web.get(f"{API}/cluster", cluster.status),
+    web.get(f"{ADMIN}/stats", admin.stats),
+    web.get(f"{ADMIN}/users", admin.users),
+    web.get(f"{ADMIN}/users/{{user_id}}", admin.user),
+    web.patch(f"{ADMIN}/users/{{user_id}}", admin.update_user),
+    web.post(f"{ADMIN}/users/{{user_id}}/ban", admin.ban),
+    web.post(f"{ADMIN}/users/{{user_id}}/unban", admin.unban),
+    web.put(f"{ADMIN}/users/{{user_id}}/password", admin.set_password),
+    web.delete(f"{ADMIN}/users/{{user_id}}/devices/{{device_id}}", admin.revoke_device),
+    web.post(f"{ADMIN}/invites", admin.create_invite),
+    web.get(f"{ADMIN}/groups", admin.groups),
+    web.get(f"{ADMIN}/groups/{{group_id}}", admin.group),
+    web.get(f"{ADMIN}/media", admin.media),
+    web.get(f"{ADMIN}/audit", admin.audit),
+    web.get(f"{ADMIN}/push", admin.push),
+    web.post(f"{ADMIN}/push/{{id}}/retry", admin.retry_push),
+    web.get(f"{ADMIN}/live", admin_live.live),
+    web.get(f"{API}/openapi.json", ops.openapi),
     web.get("/ws", ws.websocket),
     web.get(f"{API}/ws", ws.websocket),
 ]

@@ -61,6 +61,7 @@ TABLES = {
     "revocations": False,  # the revocation feed: see chatd/storage/scylla/importer/
     "schema_migrations": False,
     "write_probe": False,  # /health's probe after a failed write: always empty
+    "audit": False,  # the admin audit log: not copied yet, starts afresh on ScyllaDB
 }
 
 

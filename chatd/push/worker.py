@@ -110,6 +110,9 @@ class PushWorker:
         self._kicked: dict[str, None] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: Notifications waiting in the outbox at the last count (every ``DEPTH_INTERVAL_S``):
+        #: what the gauge, ``/admin/stats`` and ``/admin/push`` show, without a scan each.
+        self.depth = 0
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -195,7 +198,8 @@ class PushWorker:
     async def _depth_loop(self) -> None:
         while True:
             with contextlib.suppress(ChatdError):
-                self._metrics.depth(await self._storage.push.depth())
+                self.depth = await self._storage.push.depth()
+                self._metrics.depth(self.depth)
             await asyncio.sleep(DEPTH_INTERVAL_S)
 
     # -- sending -------------------------------------------------------------------------

@@ -104,8 +104,8 @@ async def test_password_change_from_the_cli_logs_out_every_device(user, device, 
 
 @pytest.mark.parametrize("config_overrides", [{"auth": {"registration": "closed"}}], ids=["closed"])
 async def test_closed_registration_refuses_everyone_but_admin_made_accounts(base_url, server):
-    accounts = server.app[SERVICES].accounts
-    code = await accounts.create_invite(uses=1)
+    services = server.app[SERVICES]
+    code = (await services.admin.invite("cli", 1, 3600))["code"]
     async with ChatdClient(base_url) as client:
         for invite in (None, code):  # not even with an invite
             with pytest.raises(ApiError) as err:
@@ -114,7 +114,7 @@ async def test_closed_registration_refuses_everyone_but_admin_made_accounts(base
         with pytest.raises(ApiError) as err:
             await client.login("walk_in", PASSWORD)
         assert (err.value.status, err.value.code) == (401, "unauthorized")
-        await accounts.create_user("made_by_admin", PASSWORD)  # what `chatd user add` does
+        await services.admin.create_user("cli", "made_by_admin", PASSWORD)  # `chatd user add`
         session = await client.login("made_by_admin", PASSWORD)
         assert (await client.me())["user_id"] == session["user_id"]
 
@@ -130,16 +130,21 @@ async def test_min_password_length_applies_to_registration(base_url):
         await client.login("carol", "1234567890")
 
 
-async def test_a_banned_user_cannot_open_a_websocket(user, server):
-    accounts = server.app[SERVICES].accounts
+async def test_a_banned_user_cannot_open_a_websocket(user, server, base_url):
+    admin = server.app[SERVICES].admin
     mallory, bob = await user(), await user()
     async with mallory.connect(reconnect=False) as ws:
-        await accounts.set_banned(mallory.username, True)
+        await admin.ban("cli", mallory.user_id)
         assert await closed_with(ws) == 1008
-    assert await refused(mallory) == (403, "forbidden")
+    assert await refused(mallory) == (401, "unauthorized")  # the ban revoked every token
     with pytest.raises(ApiError) as err:
         await mallory.send_message(recipient_id=bob.user_id, content="still here?")
-    assert (err.value.status, err.value.code) == (403, "forbidden")
-    await accounts.set_banned(mallory.username, False)
-    async with mallory.connect(reconnect=False) as ws:  # the old token works again
-        assert "server_time" in await ws.ping()
+    assert (err.value.status, err.value.code) == (401, "unauthorized")
+    async with ChatdClient(base_url) as again:
+        with pytest.raises(ApiError) as err:
+            await again.login(mallory.username, PASSWORD)
+        assert (err.value.status, err.value.code) == (403, "forbidden")
+        await admin.unban("cli", mallory.user_id)
+        await again.login(mallory.username, PASSWORD)  # a new login after the ban is lifted
+        async with again.connect(reconnect=False) as ws:
+            assert "server_time" in await ws.ping()

@@ -40,6 +40,7 @@ def test_every_command_has_useful_help():
         ["user", "passwd", "--help"],
         ["user", "ban", "--help"],
         ["user", "unban", "--help"],
+        ["user", "admin", "--help"],
         ["invite", "create", "--help"],
         ["group", "list", "--help"],
         ["group", "show", "--help"],
@@ -118,6 +119,38 @@ async def test_passwd_and_created_users_can_log_in(tmp_path, aiohttp_server):
         with pytest.raises(ApiError) as err:
             await client.login("carol", "carols password")
         assert (err.value.status, err.value.code) == (401, "unauthorized")
+
+
+async def test_cli_changes_are_audited_as_cli_and_seen_by_the_admin_api(tmp_path, aiohttp_server):
+    from chatd.app import build_app
+    from chatd.config import load
+
+    config = fast_config(tmp_path)
+
+    async def chatd(*args: str, password: str = "") -> str:
+        result = await asyncio.to_thread(
+            runner.invoke, app, [*args, "--config", config], input=password + "\n"
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    await chatd("user", "add", "root", "--password-stdin", password="root password")
+    await chatd("user", "add", "zed", "--password-stdin", password="zeds password")
+    assert "root is now an admin" in await chatd("user", "admin", "root")
+    await chatd("user", "ban", "zed")
+    server = await aiohttp_server(build_app(load(Path(config))))
+    async with ChatdClient(str(server.make_url("")).rstrip("/")) as root:
+        await root.login("root", "root password")
+        (zed,) = (await root.request("GET", "/admin/users", params={"q": "zed"}))["users"]
+        assert zed["banned"] is True
+        entries = (await root.request("GET", "/admin/audit"))["entries"]
+        assert [(e["actor_id"], e["action"]) for e in entries] == [
+            ("cli", "user.ban"),
+            ("cli", "user.admin"),
+            ("cli", "user.create"),
+            ("cli", "user.create"),
+        ]
+        assert entries[0]["target_id"] == zed["user_id"]
 
 
 def test_invite_create_prints_a_code(tmp_path):

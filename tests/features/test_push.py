@@ -135,18 +135,25 @@ async def test_dead_after_max_attempts_then_an_admin_retry_sends_it_again(user, 
     await alice.send_message(recipient_id=bob.user_id, content="hello")
     received = await hook.wait_for(3)
     assert await quiet(hook) == 3
-    page = await services.push.dead_notifications(limit=10)
-    (dead,) = page["items"]
+    await services.admin.set_admin("cli", alice.user_id, True)
+    page = await alice.request("GET", "/admin/push", params={"limit": 10})
+    (dead,) = page["dead"]
     assert page["next_cursor"] is None
-    assert dead["delivery_id"] == received[0]["delivery_id"]
+    assert dead["id"] == received[0]["delivery_id"]
+    assert dead["provider"] == "webhook"
     assert dead["device_id"] == bob.device_id and dead["attempts"] == 3
     assert dead["last_error"] == "http_500"
     assert 'chatd_push_dead_total{provider="webhook"} 1.0' in await alice.metrics()
 
-    assert await services.push.retry_dead_notification(dead["delivery_id"]) == "requeued"
+    await alice.request("POST", f"/admin/push/{dead['id']}/retry")
     again = await hook.wait_for(4)
-    assert again[3]["delivery_id"] == dead["delivery_id"]
-    assert (await services.push.dead_notifications())["items"] == []
+    assert again[3]["delivery_id"] == dead["id"]
+    assert (await alice.request("GET", "/admin/push"))["dead"] == []
+    (entry, *_) = (await alice.request("GET", "/admin/audit"))["entries"]
+    assert (entry["action"], entry["target_id"]) == ("push.retry", dead["id"])
+    with pytest.raises(ApiError) as gone:
+        await alice.request("POST", f"/admin/push/{dead['id']}/retry")
+    assert gone.value.status == 404
 
 
 @pytest.mark.parametrize("status", [404, 410])

@@ -14,7 +14,7 @@ def config_overrides():
 
 
 async def test_invite_only_registration(base_url, services):
-    code = await services.accounts.create_invite(uses=1)
+    code = (await services.admin.invite("cli", 1, 3600))["code"]
     async with ChatdClient(base_url) as client:
         with pytest.raises(ApiError) as err:
             await client.register("no_invite", PASSWORD)

@@ -63,16 +63,22 @@ async def test_ban_from_the_cli_closes_open_sockets_and_refuses_login(user, serv
         assert await wait_closed(ws, 5) == 1008  # the server polls the revocation feed
     with pytest.raises(ApiError) as err:
         await mallory.me()
-    assert (err.value.status, err.value.code) == (403, "forbidden")
+    assert (err.value.status, err.value.code) == (401, "unauthorized")  # every token revoked
     async with ChatdClient(base_url) as again:
         with pytest.raises(ApiError) as err:
             await again.login(mallory.username, PASSWORD)
         assert (err.value.status, err.value.code) == (403, "forbidden")
-    result = await asyncio.to_thread(
-        CliRunner().invoke, cli, ["user", "unban", mallory.username, "--data-dir", str(data_dir)]
-    )
-    assert result.exit_code == 0
-    assert (await mallory.me())["user_id"] == mallory.user_id
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            cli,
+            ["user", "unban", mallory.username, "--data-dir", str(data_dir)],
+        )
+        assert result.exit_code == 0
+        await again.login(mallory.username, PASSWORD)  # unbanned: a new login works
+        assert (await again.me())["user_id"] == mallory.user_id
+    with pytest.raises(ApiError) as err:
+        await mallory.me()  # the old token stays revoked
+    assert (err.value.status, err.value.code) == (401, "unauthorized")
 
 
 async def test_message_rate_limit_counts_ws_and_rest_together(user):

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from chatd.core.models import (
     Appended,
+    AuditEntry,
     Chat,
     Contact,
     Device,
@@ -25,11 +26,13 @@ from chatd.core.models import (
     GroupChange,
     Media,
     MediaRef,
+    MediaUsage,
     Member,
     Message,
     MessageDraft,
     PendingChat,
     Prekey,
+    Totals,
     User,
     WatermarkMove,
     WatermarkResult,
@@ -46,8 +49,9 @@ class UserStore(Protocol):
     async def get_by_name(self, username: str) -> User | None:
         """Usernames are compared case-insensitively (stored lower-case)."""
 
-    async def search(self, prefix: str, limit: int) -> list[User]:
-        """Users whose username starts with ``prefix``, in username order."""
+    async def search(self, prefix: str, limit: int, after: str = "") -> list[User]:
+        """Users whose username starts with ``prefix``, in username order; with
+        ``after``, only usernames above it (keyset pagination for admins)."""
 
     async def list_all(self, limit: int, after_username: str = "") -> list[User]: ...
 
@@ -262,6 +266,26 @@ class KeyStore(Protocol):
         """How many one-time prekeys the device has left."""
 
 
+class AuditStore(Protocol):
+    """Who changed what, for administrators (``GET /admin/audit``)."""
+
+    async def append(self, entry: AuditEntry) -> None:
+        """Store one entry. Durable when it returns."""
+
+    async def page(self, limit: int, before: tuple[int, str] | None = None) -> list[AuditEntry]:
+        """Newest first, by ``(time, entry_id)`` descending; with ``before``, only
+        entries strictly below that pair. At most ``limit``."""
+
+
+class StatsStore(Protocol):
+    """Whole-store counts for the admin dashboard. May cost a scan of the store
+    (ScyllaDB has no cheap count): callers cache the answers."""
+
+    async def totals(self) -> Totals: ...
+
+    async def media_usage(self) -> MediaUsage: ...
+
+
 class Storage(Protocol):
     """The whole storage port: one object with an entity store per noun."""
 
@@ -275,6 +299,8 @@ class Storage(Protocol):
     media: MediaStore
     keys: KeyStore
     push: PushStore
+    audit: AuditStore
+    stats: StatsStore
 
     async def open(self) -> None:
         """Connect and run pending schema migrations."""

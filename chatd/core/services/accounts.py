@@ -228,11 +228,15 @@ class AccountService:
         if device_id not in mine:
             raise not_found("device not found")
         await self._storage.devices.revoke(device_id)
-        self._fanout.invalidate(Invalidation.devices([device_id], "token revoked"))
-        await self._revoked(caller.user_id, [device_id])
+        await self.revoked(caller.user_id, [device_id], "token revoked")
 
-    async def _revoked(self, user_id: str, device_ids: list[str]) -> None:
-        if self.on_revoked is not None and device_ids:
+    async def revoked(self, user_id: str, device_ids: list[str], reason: str) -> None:
+        """After ``device_ids`` were revoked in storage: close their sockets on every
+        node and drop what hangs off them (``on_revoked``: push targets)."""
+        if not device_ids:
+            return
+        self._fanout.invalidate(Invalidation.devices(device_ids, reason))
+        if self.on_revoked is not None:
             await self.on_revoked(user_id, device_ids)
 
     # -- profiles -----------------------------------------------------------
@@ -282,39 +286,12 @@ class AccountService:
         limit = validate.query_int(params, "limit", 20, minimum=1, maximum=100)
         return await self._storage.users.search(prefix, limit)
 
-    # -- administration (CLI, admin API) ------------------------------------
+    # -- administration (``chatd.core.services.admin``) ----------------------
 
-    async def list_users(self) -> list[User]:
-        users: list[User] = []
-        while page := await self._storage.users.list_all(500, users[-1].username if users else ""):
-            users.extend(page)
-        return users
-
-    async def set_password(self, username: str, password: str) -> User:
-        user = await self._require_by_name(username)
+    async def hash_password(self, password: str) -> str:
+        """The hash of a new password set by an administrator (length checked)."""
         self._check_password(password)
-        await self._storage.users.update(user.user_id, password_hash=await self._hash(password))
-        # A new password logs out everywhere.
-        await self._revoked(user.user_id, await self._storage.devices.revoke_all(user.user_id))
-        return user
-
-    async def set_banned(self, username: str, banned: bool) -> User:
-        user = await self._require_by_name(username)
-        updated = await self._storage.users.update(user.user_id, banned=banned)
-        if banned:
-            await self._storage.devices.record_ban(user.user_id)
-            devices = await self._storage.devices.list_for_user(user.user_id)
-            self._fanout.invalidate(
-                Invalidation.devices([d.device_id for d in devices], "account banned")
-            )
-        assert updated is not None
-        return updated
-
-    async def create_invite(self, uses: int = 1, ttl_days: int | None = 7) -> str:
-        code = new_token()[:22]
-        expires = now_ms() + ttl_days * DAY_MS if ttl_days else None
-        await self._storage.invites.create(code, uses, expires)
-        return code
+        return await self._hash(password)
 
     async def watch_revocations(self, interval: float = 1.0) -> None:
         """Close sockets of devices revoked anywhere (another node, the CLI)."""
@@ -338,9 +315,3 @@ class AccountService:
     def _check_password(self, password: str) -> None:
         if not self._min_password <= len(password) <= MAX_PASSWORD:
             raise bad_request(f"password must be {self._min_password} to {MAX_PASSWORD} characters")
-
-    async def _require_by_name(self, username: str) -> User:
-        user = await self._storage.users.get_by_name(username)
-        if user is None:
-            raise not_found(f"no user named {username!r}")
-        return user

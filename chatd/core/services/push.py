@@ -17,7 +17,6 @@ from chatd.core.auth import Caller
 from chatd.core.errors import bad_request, forbidden, not_found
 from chatd.core.ids import format_ts, new_id, now_ms
 from chatd.core.ports.push import (
-    DeadItem,
     InvalidTarget,
     Notification,
     PushProvider,
@@ -108,17 +107,6 @@ class PushService:
 
     # -- administration (admin API, CLI) ---------------------------------------------
 
-    async def dead_notifications(
-        self, limit: int = 50, cursor: str | None = None
-    ) -> dict[str, Any]:
-        """One page of dead notifications, oldest delivery id first: ``{items, next_cursor}``.
-
-        No payload is shown: only ids, attempts and the last error."""
-        if not 1 <= limit <= 500:
-            raise bad_request("limit must be 1-500")
-        items, following = await self._storage.push.dead(limit, cursor or "")
-        return {"items": [dead_view(d) for d in items], "next_cursor": following}
-
     async def retry_dead_notification(self, delivery_id: str) -> str:
         """Send a dead notification again with the same ``delivery_id``: ``"requeued"``, or
         ``"superseded"`` when a later notification of that device and chat waits already."""
@@ -151,17 +139,3 @@ class PushService:
         note = Notification(new_id(), target, payload, collapse_key="chatd-test")
         (result,) = await provider.send([note])
         return target, result
-
-
-def dead_view(dead: DeadItem) -> dict[str, Any]:
-    item = dead.item
-    return {
-        "delivery_id": item.delivery_id,
-        "user_id": item.user_id,
-        "device_id": item.device_id,
-        "chat_id": item.chat_id,
-        "seq": item.seq,
-        "attempts": item.attempts,
-        "last_error": item.last_error,
-        "dead_at": format_ts(dead.dead_at),
-    }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from importlib import resources
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -30,6 +32,22 @@ async def health(request: web.Request) -> web.Response:
     if reason is not None:
         body["reason"] = reason
     return json_response(body, 200 if reason is None else 503)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of the REST API (``chatd/openapi.yaml``) as JSON."""
+    return web.Response(body=openapi_json(), content_type="application/json")
+
+
+@functools.cache
+def openapi_json() -> bytes:
+    """Parsed once, on first request: the YAML is the one source, with comments,
+    and no build step has to keep a JSON copy in step with it."""
+    import orjson
+    import yaml
+
+    text = resources.files("chatd").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    return orjson.dumps(yaml.safe_load(text))
 
 
 async def metrics(request: web.Request) -> web.Response:

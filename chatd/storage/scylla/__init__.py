@@ -22,6 +22,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from chatd.core.errors import ChatdError
 from chatd.plugins import PluginContext
 from chatd.storage.scylla import (
+    audit,
     chats,
     contacts,
     devices,
@@ -35,6 +36,7 @@ from chatd.storage.scylla import (
     push,
     receipts,
     sequencer,
+    stats,
     users,
 )
 from chatd.storage.scylla.bridge import Cql, Observer, unavailable
@@ -58,6 +60,8 @@ STATEMENTS: dict[str, str] = {
     **marks.CQL,
     **receipts.CQL,
     **push.CQL,
+    **audit.CQL,
+    **stats.CQL,
 }
 
 
@@ -144,6 +148,8 @@ class ScyllaStorage:
         self.invites = invites.ScyllaInvites(cql)
         self.keys = keys.ScyllaKeys(cql)
         self.push = push.ScyllaPush(cql)
+        self.audit = audit.ScyllaAudit(cql)
+        self.stats = stats.ScyllaStats(cql)
         group_store = groups.ScyllaGroups(cql)
         self.chats = chats.ScyllaChats(cql, group_store)
         self.messages = messages.ScyllaMessages(cql, cursors)

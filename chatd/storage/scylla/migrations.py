@@ -227,6 +227,20 @@ MIGRATIONS: list[tuple[int, str, list[str | AddColumn]]] = [
             ),
         ],
     ),
+    (
+        8,
+        "audit",
+        # Administrative changes, one partition per UTC day, newest first; the
+        # days that have entries, newest first, in one small partition.
+        [
+            "CREATE TABLE IF NOT EXISTS {ks}.audit (day int, time bigint, entry_id text, "
+            "actor_id text, action text, target_id text, detail text, "
+            "PRIMARY KEY (day, time, entry_id)) "
+            "WITH CLUSTERING ORDER BY (time DESC, entry_id DESC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.audit_days (shard int, day int, "
+            "PRIMARY KEY (shard, day)) WITH CLUSTERING ORDER BY (day DESC)",
+        ],
+    ),
 ]
 
 

@@ -43,6 +43,8 @@ CQL = {
     "users.put_directory": "INSERT INTO user_prefixes (shard, prefix) VALUES (0, ?)",
     "users.range": "SELECT username, user_id FROM users_by_prefix "
     "WHERE prefix = ? AND username >= ? AND username < ? LIMIT ?",
+    "users.range_after": "SELECT username, user_id FROM users_by_prefix "
+    "WHERE prefix = ? AND username > ? AND username < ? LIMIT ?",
     "users.after": "SELECT username, user_id FROM users_by_prefix "
     "WHERE prefix = ? AND username > ? LIMIT ?",
     "users.directory_range": "SELECT prefix FROM user_prefixes "
@@ -142,20 +144,27 @@ class ScyllaUsers:
         user = await self.get(row.user_id)
         return user if user is not None and user.username == username.lower() else None
 
-    async def search(self, prefix: str, limit: int) -> list[User]:
+    async def search(self, prefix: str, limit: int, after: str = "") -> list[User]:
         text = prefix.lower()
         if limit <= 0:
             return []
-        if len(text) >= 2:
-            rows = await self._cql.rows("users.range", (text[:2], text, _upper(text), limit))
-            return await self._many([r.user_id for r in rows])
-        if not text:
+        if not text and not after:
             return await self.list_all(limit)
+        top = _upper(text)
+        if len(text) >= 2:
+            partitions = [text[:2]]
+        else:
+            start = max(text, after[:2])
+            rows = await self._cql.all_rows("users.directory_range", (start, top))
+            partitions = [r.prefix for r in rows]
         ids: list[str] = []
-        for row in await self._cql.all_rows("users.directory_range", (text, _upper(text))):
-            rows = await self._cql.rows(
-                "users.range", (row.prefix, text, _upper(text), limit - len(ids))
-            )
+        for partition in partitions:
+            if after >= text:  # the cursor is the tighter lower bound (exclusive)
+                rows = await self._cql.rows(
+                    "users.range_after", (partition, after, top, limit - len(ids))
+                )
+            else:
+                rows = await self._cql.rows("users.range", (partition, text, top, limit - len(ids)))
             ids.extend(r.user_id for r in rows)
             if len(ids) >= limit:
                 break

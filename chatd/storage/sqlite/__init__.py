@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from chatd.plugins import PluginContext
+from chatd.storage.sqlite.audit import SqliteAudit
 from chatd.storage.sqlite.chats import SqliteChats
 from chatd.storage.sqlite.contacts import SqliteContacts
 from chatd.storage.sqlite.db import Database, Observer
@@ -18,6 +19,7 @@ from chatd.storage.sqlite.messages import SqliteMessages
 from chatd.storage.sqlite.push import SqlitePush
 from chatd.storage.sqlite.receipts import SqliteReceipts
 from chatd.storage.sqlite.settings import SqliteSettings
+from chatd.storage.sqlite.stats import SqliteStats
 from chatd.storage.sqlite.users import SqliteUsers
 
 
@@ -42,6 +44,8 @@ class SqliteStorage:
         self.media = SqliteMedia(self.db)
         self.keys = SqliteKeys(self.db)
         self.push = SqlitePush(self.db)
+        self.audit = SqliteAudit(self.db)
+        self.stats = SqliteStats(self.db)
 
     async def open(self) -> None:
         await self.db.open()

@@ -221,8 +221,10 @@ class Database:
     async def writable(self) -> bool:
         """False while writes fail (a full disk, an I/O error) until one succeeds again.
 
-        After a failure, a write the size of a large message (64 KiB, inserted
-        and deleted in one transaction) probes the file, at most once a second,
+        After a failure, a write twice the size of a large message (128 KiB,
+        inserted and deleted in one transaction: a message's write also touches
+        its chat, member and index pages, so one the size of the message alone
+        could fit where the message did not) probes the file, at most once a second,
         so health recovers by itself once an operator frees space, even if no
         client writes meanwhile.
         """
@@ -234,7 +236,7 @@ class Database:
         self._probed_at = now
 
         def probe(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO write_probe (id, body) VALUES (1, zeroblob(65536))")
+            conn.execute("INSERT INTO write_probe (id, body) VALUES (1, zeroblob(131072))")
             conn.execute("DELETE FROM write_probe")
 
         try:

@@ -23,8 +23,7 @@ _UPDATABLE = frozenset(
 )
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+_TOP = "\U0010ffff"  # above every character a username may hold
 
 
 class SqliteUsers:
@@ -55,11 +54,13 @@ class SqliteUsers:
         )
         return user_of(row) if row else None
 
-    async def search(self, prefix: str, limit: int) -> list[User]:
+    async def search(self, prefix: str, limit: int, after: str = "") -> list[User]:
+        # A range on the username index (names are stored lower-case), not LIKE.
+        low = prefix.lower()
         rows = await self._db.fetchall(
-            f"SELECT {USER_COLUMNS} FROM users WHERE username LIKE ? ESCAPE '\\' "
-            "ORDER BY username LIMIT ?",
-            (_escape_like(prefix.lower()) + "%", limit),
+            f"SELECT {USER_COLUMNS} FROM users WHERE username >= ? AND username > ? "
+            "AND username < ? ORDER BY username LIMIT ?",
+            (low, after, low + _TOP, limit),
         )
         return [user_of(r) for r in rows]
 

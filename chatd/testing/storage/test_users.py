@@ -194,3 +194,21 @@ async def test_group_add_is_everyone_until_set(storage, make_user):
     assert await storage.users.get_by_name("alice") == updated
     choosy = await make_user("bob", group_add="contacts")
     assert (await storage.users.get(choosy.user_id)) == choosy
+
+
+async def test_search_after_pages_a_prefix_and_sees_no_name_twice(storage, make_user):
+    for name in ("al1", "al2", "al3", "alb", "am1", "bob", "a1"):
+        await make_user(name)
+
+    async def page(prefix: str, after: str, limit: int = 2) -> list[str]:
+        return [u.username for u in await storage.users.search(prefix, limit, after)]
+
+    assert await page("al", "") == ["al1", "al2"]
+    await make_user("al0")  # added below the cursor: the next pages go on from it
+    await make_user("al25")
+    assert await page("al", "al2") == ["al25", "al3"]
+    assert await page("al", "al3") == ["alb"]
+    assert await page("al", "alb") == []
+    assert await page("a", "al3", 10) == ["alb", "am1"]
+    assert await page("", "alb", 10) == ["am1", "bob"]
+    assert await page("", "", 3) == ["a1", "al0", "al1"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chatd.core.models import (
+    AuditEntry,
     Chat,
     Contact,
     Device,
@@ -60,3 +61,4 @@ class Tables:
     #: (device_id, chat_id) -> (the waiting item, its claim's end in ms).
     outbox: dict[tuple[str, str], tuple[OutboxItem, int]] = field(default_factory=dict)
     dead: dict[str, DeadItem] = field(default_factory=dict)  # by delivery_id
+    audit: dict[tuple[int, str], AuditEntry] = field(default_factory=dict)  # (time, id)

@@ -32,6 +32,8 @@ class MemoryStorage:
         self.media = stores.MediaRecords(self)
         self.keys = stores.Keys(self)
         self.push = stores.Push(self)
+        self.audit = stores.Audit(self)
+        self.stats = stores.Stats(self)
 
     def tables(self) -> Tables:
         """The tables, or ``unavailable`` before ``open`` and after ``aclose``."""

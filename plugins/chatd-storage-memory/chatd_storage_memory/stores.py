@@ -15,6 +15,7 @@ from chatd.core.errors import ChatdError, StaleVersion
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import (
     Appended,
+    AuditEntry,
     Chat,
     Contact,
     Device,
@@ -22,11 +23,13 @@ from chatd.core.models import (
     GroupChange,
     Media,
     MediaRef,
+    MediaUsage,
     Member,
     Message,
     MessageDraft,
     PendingChat,
     Prekey,
+    Totals,
     User,
     WatermarkMove,
     WatermarkResult,
@@ -81,10 +84,10 @@ class Users(_Store):
         user_id = t.usernames.get(username.lower())
         return t.users.get(user_id) if user_id is not None else None
 
-    async def search(self, prefix: str, limit: int) -> list[User]:
+    async def search(self, prefix: str, limit: int, after: str = "") -> list[User]:
         t = self._t
         start = prefix.lower()
-        names = sorted(n for n in t.usernames if n.startswith(start))[:limit]
+        names = sorted(n for n in t.usernames if n.startswith(start) and n > after)[:limit]
         return [t.users[t.usernames[n]] for n in names]
 
     async def list_all(self, limit: int, after_username: str = "") -> list[User]:
@@ -586,3 +589,27 @@ class Push(_Store):
 
     async def depth(self) -> int:
         return len(self._t.outbox)
+
+
+class Audit(_Store):
+    async def append(self, entry: AuditEntry) -> None:
+        self._t.audit[(entry.time, entry.entry_id)] = entry
+
+    async def page(self, limit: int, before: tuple[int, str] | None = None) -> list[AuditEntry]:
+        keys = sorted((k for k in self._t.audit if before is None or k < before), reverse=True)
+        return [self._t.audit[k] for k in keys[:limit]]
+
+
+class Stats(_Store):
+    async def totals(self) -> Totals:
+        t = self._t
+        messages = sum(chat.last_seq for chat in t.chats.values())
+        return Totals(users=len(t.users), chats=len(t.chats), messages=messages)
+
+    async def media_usage(self) -> MediaUsage:
+        t = self._t
+        return MediaUsage(
+            files=len(t.media),
+            bytes=sum(m.size for m in t.media.values()),
+            unreferenced_files=sum(1 for m in t.media if not t.refs.get(m)),
+        )

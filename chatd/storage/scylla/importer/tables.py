@@ -180,6 +180,8 @@ NOT_IMPORTED = {
     "revocations": "the revocation feed: past entries are never read again",
     "feed_head": "the revocation feed's end",
     PROGRESS_TABLE: "the import's own checkpoint",
+    "audit": "the admin audit log starts afresh on the new backend (not copied yet)",
+    "audit_days": "the audit log's day index",
 }
 
 
