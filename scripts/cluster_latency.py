@@ -256,8 +256,10 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             for client in CLIENTS:
                 await client.aclose()
-            for server in servers:
+            for server in servers[1:]:  # the keyspace is dropped with the first one, last
+                server.scylla = None
                 await server.__aexit__()
+            await servers[0].__aexit__()
         return
     if args.route:
         result = {
