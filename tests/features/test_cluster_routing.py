@@ -399,3 +399,31 @@ async def test_a_node_joining_under_load_takes_chats_over_without_breaking_their
                     if e["data"]["chat_id"] == chat_id and e["data"]["content"].startswith(other)
                 }
                 assert theirs == {f"{other}{n}" for n in range(per_sender)}
+
+
+async def test_an_encrypted_message_crosses_nodes_each_device_getting_its_own_ciphertext(
+    nodes, client_on
+):
+    """Sent through a node that does not own the chat (forwarded to the owner with
+    its ciphertexts) to a user whose two devices sit on the other two nodes."""
+    from tests.features.test_e2e_relay import publish, sealed
+
+    opener = await client_on(nodes[0], "erin")
+    frank_a = await client_on(nodes[1], "frank")
+    frank_b = await client_on(nodes[2], "frank", register=False)
+    for device in (frank_a, frank_b):
+        await publish(device)
+    chat_id = (await opener.open_direct(frank_a.user_id))["chat_id"]
+    owner = _owner(nodes, chat_id)
+    sender_node = next(n for n in nodes if n.node_id != owner)
+    erin = await client_on(sender_node, "erin", register=False)
+    ciphertexts = sealed(frank_a, frank_b)
+    async with frank_a.connect() as ws_a, frank_b.connect() as ws_b:
+        sent = await erin.send_message(
+            chat_id=chat_id, content="", encrypted=True, ciphertexts=ciphertexts
+        )
+        for ws, device in ((ws_a, frank_a), (ws_b, frank_b)):
+            event = await ws.next_event("new_message", timeout=10)
+            assert event["data"]["message_id"] == sent["message_id"]
+            assert event["data"]["encrypted"] is True and event["data"]["content"] == ""
+            assert event["data"]["ciphertext"] == ciphertexts[device.device_id]
