@@ -19,8 +19,10 @@ from aiohttp import web
 from chatd import __version__, plugins
 from chatd.cluster.local import LocalRouter
 from chatd.cluster.service import Cluster, load_meta
+from chatd.cluster.wiring import ClusterParts, build_cluster
 from chatd.config import Config
 from chatd.core.ids import new_id
+from chatd.core.ports.owners import Owners
 from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
@@ -192,13 +194,21 @@ def node_id_for(config: Config) -> str:
 
 
 def build_services(
-    config: Config, *, router: Router | None = None, presence: Presence | None = None
+    config: Config,
+    *,
+    router: Router | None = None,
+    presence: Presence | None = None,
+    owners: Owners | None = None,
+    routing: ClusterParts | None = None,
 ) -> Services:
     """Every service, wired from ``config``: the server's and every CLI command's.
 
     ``router``/``presence`` default to this process's own (a cluster of one);
     tests pass one router and one presence to several apps in one process to
-    stand for nodes of a cluster sharing a store. Nothing is opened here
+    stand for nodes of a cluster sharing a store. ``routing`` (a node's cluster
+    parts, ``chatd.cluster.wiring``) supplies the router, presence and
+    ``owners`` (each chat's writes sent to its owner node); with ``[cluster]
+    enabled`` it is built on the gossip membership. Nothing is opened here
     (``_lifetime`` and the CLI open what they use). A plugin's bad settings
     raise ``ConfigError``; an unknown plugin ``PluginError``.
     """
@@ -207,13 +217,27 @@ def build_services(
     storage = make_storage(config, node_id, metrics)
     sessions = SessionRegistry()
     cluster = make_cluster(config, node_id, metrics)
+    if routing is None and cluster is not None and router is None:
+        routing = build_cluster(
+            cluster.membership,
+            cluster.sealer,
+            cluster.streams,
+            public_url=config.cluster.public_url,
+        )
+    if routing is not None:
+        router, presence, owners = routing.router, routing.presence, routing.owners
+        routing.register_metrics(metrics.registry)
     router = router or LocalRouter()
     presence = presence or LocalPresence()
     chats = ChatService(storage)
     fanout = FanOut(router, chats)
     # The registry itself unless a test fault is switched on (chatd/testing/faults.py).
     delivery = faults.local_delivery(sessions)
-    router.attach(node_id, delivery, invalidation_handler(chats, sessions.disconnect_devices))
+    router.attach(
+        node_id,
+        delivery,
+        invalidation_handler(chats, sessions.disconnect_devices, sessions.disconnect_users),
+    )
     receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, node_id, metrics)
     notify, push, push_worker = make_push(config, storage, presence, node_id, metrics)
@@ -227,6 +251,7 @@ def build_services(
         max_members=config.limits.max_group_members,
         creations_per_hour=config.limits.groups_created_per_hour,
         changes_per_minute=config.limits.group_changes_per_minute,
+        owners=owners,
     )
     admin = AdminService(
         storage, accounts, groups, presence, push=push, push_depth=lambda: push_worker.depth
@@ -256,6 +281,7 @@ def build_services(
             messages_per_second=config.limits.messages_per_second,
             max_devices_per_message=config.e2e.max_devices_per_message,
             max_ciphertext_bytes=config.e2e.max_ciphertext_bytes,
+            owners=owners,
         ),
         receipts=receipts,
         presence=PresenceService(
@@ -295,6 +321,7 @@ def build_services(
         push=push,
         push_worker=push_worker,
         cluster=cluster,
+        routing=routing,
         admin=admin,
         stats=AdminStats(
             node_id=node_id,
@@ -315,10 +342,18 @@ def make_cluster(config: Config, node_id: str, metrics: Metrics) -> Cluster | No
 
 
 def build_app(
-    config: Config, *, router: Router | None = None, presence: Presence | None = None
+    config: Config,
+    *,
+    router: Router | None = None,
+    presence: Presence | None = None,
+    cluster: ClusterParts | None = None,
 ) -> web.Application:
-    """The app on ``build_services``; see there for ``router`` and ``presence``."""
-    services = build_services(config, router=router, presence=presence)
+    """The app on ``build_services``; see there for ``router`` and ``presence``.
+
+    ``cluster``: this node's cluster parts on a membership of the caller's (tests
+    run several nodes in one process); ``[cluster] enabled`` builds them itself.
+    """
+    services = build_services(config, router=router, presence=presence, routing=cluster)
     metrics = services.metrics
     app = web.Application(
         client_max_size=config.limits.max_frame_bytes,
@@ -341,6 +376,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         svc.admission.start()
         await svc.storage.open()
         stack.push_async_callback(svc.storage.aclose)
+        if svc.routing is not None:  # writes forwarded here finish before the storage closes
+            svc.routing.start()
+            stack.push_async_callback(svc.routing.close)
         await svc.accounts.open()
         for provider in svc.push.providers.values():
             await provider.open()
@@ -349,7 +387,10 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(svc.push_worker.stop)
         stack.push_async_callback(svc.notify.wait_idle, 5.0)
         if svc.cluster is not None:
-            await svc.cluster.start(load_meta(lambda: len(svc.sessions)))
+            meta = load_meta(lambda: len(svc.sessions))
+            if svc.routing is not None:  # peers send draining clients to its url
+                meta = svc.routing.with_url(meta)
+            await svc.cluster.start(meta)
             stack.push_async_callback(svc.cluster.stop)
         stack.push_async_callback(svc.fanout.wait_idle, 5.0)
         stack.push_async_callback(svc.sessions.wait_for_cleanups, 10.0)
@@ -373,7 +414,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _say_goodbye(app: web.Application) -> None:
-    await app[SERVICES].sessions.shutdown()
+    svc = app[SERVICES]
+    url = svc.routing.reconnect_url() if svc.routing is not None else None
+    await svc.sessions.shutdown(url=url)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -214,6 +214,9 @@ class ClusterConfig:
     push_pull_interval_s: float = 30.0
     dead_forget_s: float = 3600.0
     meta_refresh_s: float = 2.0
+    #: This node's base URL as clients reach it (``https://node1.example.org``):
+    #: draining peers send their clients here (``reconnect`` frame ``url``).
+    public_url: str = ""
 
     @property
     def advertised(self) -> str:

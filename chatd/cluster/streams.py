@@ -126,7 +126,9 @@ class StreamServer:
         self._tasks.add(task)
         try:
             await handler(stream)
-        except StreamClosed:
+        except (StreamClosed, asyncio.CancelledError):
+            # Cancelled by ``close``: end quietly (asyncio's connection callback
+            # would log a cancelled handler task as an error).
             pass
         finally:
             self._tasks.discard(task)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from chatd.cluster.service import Cluster
+from chatd.cluster.wiring import ClusterParts
 from chatd.core.ports.presence import Presence
 from chatd.core.ports.router import Router
 from chatd.core.ports.storage import Storage
@@ -70,6 +71,9 @@ class Services:
     #: This node's cluster (``[cluster] enabled``): ``cluster.membership`` is the
     #: ``Membership``, ``cluster.streams`` the node-to-node port. None alone.
     cluster: Cluster | None = None
+    #: Routing over that membership (chat owners, user homes, links), or the
+    #: cluster parts a test gave; None alone.
+    routing: ClusterParts | None = None
 
 
 SERVICES = web.AppKey("services", Services)

@@ -415,6 +415,14 @@ class SessionRegistry:
                 for session in devices[device_id]:
                     session.close(CLOSE_POLICY, reason)
 
+    def disconnect_users(self, user_ids: Iterable[str], reason: str) -> None:
+        """Close every socket of ``user_ids`` here (1013): they missed live events in
+        the cluster and must resync; their clients reconnect and replay."""
+        for user_id in user_ids:
+            for sessions in list(self._by_user.get(user_id, {}).values()):
+                for session in sessions:
+                    session.close(CLOSE_TRY_AGAIN, reason)
+
     async def sweep_silent(self, heartbeat_s: float) -> None:
         """Close every session that sent nothing for three heartbeat intervals."""
         loop = asyncio.get_running_loop()
@@ -428,10 +436,11 @@ class SessionRegistry:
     def all(self) -> list[Session]:
         return [s for d in self._by_user.values() for ss in d.values() for s in ss]
 
-    async def shutdown(self, retry_after_ms: int = 1000) -> None:
-        """Tell every client to come back later, then close with 1012."""
+    async def shutdown(self, retry_after_ms: int = 1000, url: str | None = None) -> None:
+        """Tell every client to come back later (in a cluster: at ``url``, another
+        node), then close with 1012."""
         self.closing = True
-        frame = _goodbye(retry_after_ms)
+        frame = _goodbye(retry_after_ms, url)
         sessions = self.all()
         for session in sessions:
             session.offer(frame)
@@ -444,8 +453,11 @@ class SessionRegistry:
             await asyncio.wait(self.cleanups, timeout=within)
 
 
-def _goodbye(retry_after_ms: int = 1000) -> bytes:
-    return encode("reconnect", {"reason": "server shutting down", "retry_after_ms": retry_after_ms})
+def _goodbye(retry_after_ms: int = 1000, url: str | None = None) -> bytes:
+    data: dict[str, Any] = {"reason": "server shutting down", "retry_after_ms": retry_after_ms}
+    if url:
+        data["url"] = url
+    return encode("reconnect", data)
 
 
 def encode(type_: str, data: Any, id_: Any = None, *, with_id: bool = False) -> bytes:

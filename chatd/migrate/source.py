@@ -63,6 +63,11 @@ TABLES = {
     "write_probe": False,  # /health's probe after a failed write: always empty
     "audit": False,  # the admin audit log: not copied yet, starts afresh on ScyllaDB
     "ciphertexts": False,  # transient, per device: see docs/operations.md (migrate)
+    # Push: devices register their target again (apps do at every start); waiting
+    # and dead notifications are transient. See docs/operations.md (migrate).
+    "push_targets": False,
+    "push_outbox": False,
+    "push_dead": False,
 }
 
 

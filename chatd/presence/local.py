@@ -79,6 +79,9 @@ class LocalPresence:
     def typing_chats(self, user_id: str) -> list[str]:
         return [chat_id for chat_id, typist in self._typing if typist == user_id]
 
+    def watch(self, changed: Callable[[str, bool, int], None]) -> None:
+        """Nothing to watch: every change here is reported by ``connected``/``disconnected``."""
+
     def close(self) -> None:
         for handle in self._typing.values():
             handle.cancel()

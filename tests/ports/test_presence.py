@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 
 import pytest
 
+from chatd.cluster.node import ClusterNode
+from chatd.cluster.presence import ClusterPresence
+from chatd.cluster.seal import Keyring, Sealer
+from chatd.cluster.streams import StreamServer
 from chatd.core.ports.presence import Presence
 from chatd.presence.local import LocalPresence
+from tests.cluster.fixed_membership import FixedCluster
 
-IMPLEMENTATIONS: dict[str, Callable[[], Presence]] = {"local": LocalPresence}
+
+def cluster_of_one() -> Presence:
+    """``ClusterPresence`` on a node alone in its cluster: it is every user's home.
+    Several nodes: tests/cluster/test_cluster_presence.py."""
+    sealer = Sealer(Keyring((os.urandom(32),)))
+    return ClusterPresence(ClusterNode(FixedCluster().view("solo"), sealer, StreamServer(sealer)))
+
+
+IMPLEMENTATIONS: dict[str, Callable[[], Presence]] = {
+    "local": LocalPresence,
+    "cluster": cluster_of_one,
+}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))

@@ -15,7 +15,9 @@ from typing import Protocol
 class Presence(Protocol):
     def connected(self, user_id: str, device_id: str) -> bool:
         """A socket of the device opened. True when the user was offline before
-        (it is now online: announce it). A device may hold several sockets."""
+        (it is now online: announce it). A device may hold several sockets. In a
+        cluster, only the user's home node knows; elsewhere this is False and the
+        home reports the change through ``watch``."""
 
     def disconnected(self, user_id: str, device_id: str, at_ms: int) -> bool:
         """A socket of the device closed at ``at_ms``. True when it was the user's
@@ -46,6 +48,11 @@ class Presence(Protocol):
 
     def typing_chats(self, user_id: str) -> list[str]:
         """The chats in which the user is shown typing."""
+
+    def watch(self, changed: Callable[[str, bool, int], None]) -> None:
+        """Call ``changed(user_id, online, at_ms)`` when a user goes online or offline
+        by a change ``connected``/``disconnected`` did not report (in a cluster the
+        user's home node reports every change, once, there)."""
 
     def close(self) -> None:
         """Cancel every timer; nothing is called back afterwards."""

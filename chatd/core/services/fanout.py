@@ -25,6 +25,7 @@ Receipts, typing and presence have no seq; they go to the router directly.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 from collections import deque
@@ -219,6 +220,18 @@ class FanOut:
         """Tell every node (this one first) to drop caches or close sockets."""
         self._router.invalidate(invalidation)
 
+    async def settled(self, chat_id: str, within: float = 5.0) -> bool:
+        """Wait (bounded) until the chat's line is empty: every write started here
+        stored or refused, and every stored message published. A cluster's new
+        owner of the chat waits for this on the old owner before it writes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while chat_id in self._lines:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.002)
+        return True
+
     def waiting(self) -> int:
         """Messages stored and not yet released (for tests and metrics)."""
         return sum(len(line.held) for line in self._lines.values())
@@ -228,9 +241,15 @@ class FanOut:
 
 
 def invalidation_handler(
-    chats: ChatService, disconnect: Callable[[Iterable[str], str], None]
+    chats: ChatService,
+    disconnect: Callable[[Iterable[str], str], None],
+    disconnect_users: Callable[[Iterable[str], str], None] | None = None,
 ) -> Callable[[Invalidation], None]:
-    """What one node does with an invalidation: forget cached members, close sockets."""
+    """What one node does with an invalidation: forget cached members, close sockets.
+
+    ``users`` (a cluster router's): these users' sockets here missed live events;
+    close them so their clients reconnect and replay from storage.
+    """
 
     def apply(invalidation: Invalidation) -> None:
         if invalidation.kind == "membership":
@@ -238,6 +257,8 @@ def invalidation_handler(
                 chats.forget(chat_id)
         elif invalidation.kind == "devices":
             disconnect(invalidation.ids, invalidation.reason)
+        elif invalidation.kind == "users" and disconnect_users is not None:
+            disconnect_users(invalidation.ids, invalidation.reason)
         else:
             log.warning("unknown invalidation %r ignored", invalidation)
 

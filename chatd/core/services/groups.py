@@ -16,6 +16,7 @@ rate limited per user. Leaving a group never is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from chatd.core.auth import Caller
 from chatd.core.errors import ChatdError, StaleVersion, bad_request, forbidden, not_found
 from chatd.core.ids import new_id, now_ms
 from chatd.core.models import SYSTEM, Chat, GroupChange, Member, MessageDraft, Role, User
+from chatd.core.ports.owners import Owners
 from chatd.core.ports.storage import Storage
 from chatd.core.ratelimit import TokenBucket
 from chatd.core.services.chats import ChatService
@@ -66,6 +68,7 @@ class GroupService:
         max_members: int = 256,
         creations_per_hour: float = 30,
         changes_per_minute: float = 60,
+        owners: Owners | None = None,
     ) -> None:
         self._storage = storage
         self._chats = chats
@@ -73,6 +76,9 @@ class GroupService:
         self.max_members = max_members
         self._creations = TokenBucket.per_period(creations_per_hour, 3600, what="groups created")
         self._changes = TokenBucket.per_period(changes_per_minute, 60, what="group changes")
+        self._owners = owners
+        if owners is not None:
+            owners.serve("group", self._serve)
 
     # -- reads ----------------------------------------------------------------
 
@@ -96,6 +102,12 @@ class GroupService:
     # -- changes --------------------------------------------------------------
 
     async def create(self, caller: Caller, data: Any) -> dict[str, Any]:
+        chat_id = new_id()
+        if self._elsewhere(chat_id):  # its first message is numbered by its owner
+            return await self._forward(caller, "create", chat_id, data)
+        return await self._create_here(caller, data, chat_id)
+
+    async def _create_here(self, caller: Caller, data: Any, chat_id: str) -> dict[str, Any]:
         data = validate.body(data)
         name = validate.required_string(data, "name", max_len=MAX_NAME)
         description = validate.string(data, "description", required=False, max_len=MAX_DESCRIPTION)
@@ -107,7 +119,7 @@ class GroupService:
         self._creations.take(caller.user_id)
         now = now_ms()
         chat = Chat(
-            chat_id=new_id(),
+            chat_id=chat_id,
             kind="group",
             created_at=now,
             title=name,
@@ -127,6 +139,11 @@ class GroupService:
         return await self.describe(chat.chat_id)
 
     async def update(self, caller: Caller, group_id: str, data: Any) -> dict[str, Any]:
+        if self._elsewhere(group_id):
+            return await self._forward(caller, "update", group_id, data)
+        return await self._update_here(caller, group_id, data)
+
+    async def _update_here(self, caller: Caller, group_id: str, data: Any) -> dict[str, Any]:
         data = validate.body(data)
         unknown = set(data) - {"name", "description", "avatar_media_id"}
         if unknown:
@@ -165,6 +182,11 @@ class GroupService:
         return await self._change(caller, group_id, plan)
 
     async def add_members(self, caller: Caller, group_id: str, data: Any) -> dict[str, Any]:
+        if self._elsewhere(group_id):
+            return await self._forward(caller, "add_members", group_id, data)
+        return await self._add_members_here(caller, group_id, data)
+
+    async def _add_members_here(self, caller: Caller, group_id: str, data: Any) -> dict[str, Any]:
         user_ids = list(dict.fromkeys(self._user_ids(validate.body(data), "user_ids")))
         await self._require_addable(caller, [u for u in user_ids if u != caller.user_id])
         self._changes.take(caller.user_id)
@@ -191,6 +213,13 @@ class GroupService:
         return await self._change(caller, group_id, plan)
 
     async def remove_member(self, caller: Caller, group_id: str, user_id: str) -> dict[str, Any]:
+        if self._elsewhere(group_id):
+            return await self._forward(caller, "remove_member", group_id, user_id)
+        return await self._remove_member_here(caller, group_id, user_id)
+
+    async def _remove_member_here(
+        self, caller: Caller, group_id: str, user_id: str
+    ) -> dict[str, Any]:
         if user_id != caller.user_id:  # leaving is never held back
             self._changes.take(caller.user_id)
 
@@ -216,6 +245,13 @@ class GroupService:
     async def set_role(
         self, caller: Caller, group_id: str, user_id: str, data: Any
     ) -> dict[str, Any]:
+        if self._elsewhere(group_id):
+            return await self._forward(caller, "set_role", group_id, user_id, data)
+        return await self._set_role_here(caller, group_id, user_id, data)
+
+    async def _set_role_here(
+        self, caller: Caller, group_id: str, user_id: str, data: Any
+    ) -> dict[str, Any]:
         role = validate.required_string(validate.body(data), "role", max_len=16)
         if role not in ("admin", "member"):
             raise bad_request('role must be "admin" or "member"')
@@ -234,6 +270,38 @@ class GroupService:
             return GroupChange(chat.chat_id, chat.version, draft, roles=((user_id, role),))  # type: ignore[arg-type]
 
         return await self._change(caller, group_id, plan)
+
+    # -- in a cluster: changes run on the chat's owner ---------------------------
+
+    def _elsewhere(self, chat_id: str) -> bool:
+        return self._owners is not None and self._owners.elsewhere(chat_id)
+
+    async def _forward(self, caller: Caller, method: str, chat_id: str, *args: Any) -> Any:
+        assert self._owners is not None
+        payload = {
+            "caller": dataclasses.asdict(caller),
+            "method": method,
+            "chat_id": chat_id,
+            "args": list(args),
+        }
+        return await self._owners.forward(chat_id, "group", payload)
+
+    async def _serve(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A change forwarded by the node its caller used; run here, the owner."""
+        caller, method = Caller(**payload["caller"]), payload["method"]
+        chat_id, args = payload["chat_id"], payload["args"]
+        if method == "create":
+            return await self._create_here(caller, args[0], chat_id)
+        changes = {
+            "update": self._update_here,
+            "add_members": self._add_members_here,
+            "remove_member": self._remove_member_here,
+            "set_role": self._set_role_here,
+        }
+        change = changes.get(method)
+        if change is None:
+            raise bad_request(f"unknown group change {method}")
+        return await change(caller, chat_id, *args)  # type: ignore[operator]
 
     # -- helpers --------------------------------------------------------------
 

@@ -9,6 +9,7 @@ devices through the fan-out's line for its chat, in seq order. A repeat of a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -21,10 +22,13 @@ from chatd.core.errors import ChatdError, bad_request
 from chatd.core.models import (
     MESSAGE_TYPES,
     Appended,
+    Ciphertext,
     Media,
+    Message,
     MessageDraft,
     WatermarkResult,
 )
+from chatd.core.ports.owners import Owners
 from chatd.core.ports.storage import Storage, append_starter
 from chatd.core.ratelimit import TokenBucket
 from chatd.core.services.chats import ChatService
@@ -56,6 +60,7 @@ class MessageService:
         messages_per_second: float = 20,
         max_devices_per_message: int = 1024,
         max_ciphertext_bytes: int = 131072,
+        owners: Owners | None = None,
     ) -> None:
         self._max_devices = max_devices_per_message
         self._max_ciphertext_bytes = max_ciphertext_bytes
@@ -69,6 +74,10 @@ class MessageService:
         self._rate = TokenBucket(
             messages_per_second, max(1.0, messages_per_second * 2), what="messages"
         )
+        self._owners = owners
+        if owners is not None:
+            owners.serve("send", self._serve_send)
+            owners.serve("settle", self._serve_settle)
 
     async def send(self, caller: Caller, data: Any) -> Appended:
         """Validate, store durably, publish: the whole send in one call (REST)."""
@@ -146,8 +155,47 @@ class MessageService:
 
         One path for every message, whatever the store and the message type:
         the fan-out ticket is taken before the store call, and the stored
-        message joins its chat's line from the future's callback.
+        message joins its chat's line from the future's callback. In a cluster,
+        a chat owned by another node is stored and fanned out there.
         """
+        owners = self._owners
+        if owners is not None and owners.elsewhere(outgoing.draft.chat_id):
+            return asyncio.ensure_future(self._forward(caller, outgoing))
+        return self._submit_here(caller, outgoing)
+
+    async def _forward(self, caller: Caller, outgoing: Outgoing) -> Appended:
+        assert self._owners is not None
+        payload = {
+            "caller": dataclasses.asdict(caller),
+            "draft": dataclasses.asdict(outgoing.draft),
+            "media": None if outgoing.media is None else dataclasses.asdict(outgoing.media),
+        }
+        answer = await self._owners.forward(outgoing.draft.chat_id, "send", payload)
+        message = Message(**answer["message"])
+        self._receipts.remember(message)
+        return Appended(
+            message,
+            answer["created"],
+            answer["previous_read_seq"],
+            answer["previous_delivered_seq"],
+        )
+
+    async def _serve_send(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A send forwarded by another node: checked there, stored and fanned out here."""
+        caller = Caller(**payload["caller"])
+        media = payload["media"]
+        draft = payload["draft"]
+        if draft.get("ciphertexts") is not None:
+            draft["ciphertexts"] = {d: Ciphertext(**c) for d, c in draft["ciphertexts"].items()}
+        outgoing = Outgoing(MessageDraft(**draft), None if media is None else Media(**media))
+        appended = await asyncio.shield(self._submit_here(caller, outgoing))
+        return dataclasses.asdict(appended)
+
+    async def _serve_settle(self, payload: dict[str, Any]) -> bool:
+        """The chat's new owner asks: are this node's writes of the chat all out?"""
+        return await self._fanout.settled(payload["chat_id"])
+
+    def _submit_here(self, caller: Caller, outgoing: Outgoing) -> asyncio.Future[Appended]:
         ticket = self._fanout.begin(outgoing.draft.chat_id)
         try:
             future = self._start_append(outgoing.draft)

@@ -55,6 +55,7 @@ class PresenceService:
         self._announced: dict[str, tuple[float, str]] = {}
         #: users whose latest change waits for the end of their interval
         self._trailing: dict[str, asyncio.TimerHandle] = {}
+        presence.watch(self._changed)
 
     async def connected(self, caller: Caller) -> None:
         if self._presence.connected(caller.user_id, caller.device_id):
@@ -63,17 +64,26 @@ class PresenceService:
     async def disconnected(self, caller: Caller) -> None:
         """A socket closed; the user's last one makes it offline and stops its typing."""
         seen = now_ms()
-        if not self._presence.disconnected(caller.user_id, caller.device_id, seen):
-            return
-        for chat_id in self._presence.typing_chats(caller.user_id):
-            if self._presence.stop_typing(chat_id, caller.user_id):
-                await self._publish_typing(chat_id, caller.user_id, False)
+        if self._presence.disconnected(caller.user_id, caller.device_id, seen):
+            await self._went_offline(caller.user_id, seen)
+
+    def _changed(self, user_id: str, online: bool, at_ms: int) -> None:
+        """A change reported by the port (a cluster's home node): announce it here."""
+        if online:
+            self._background.spawn(self._announce(user_id, "online", at_ms), "presence")
+        else:
+            self._background.spawn(self._went_offline(user_id, at_ms), "presence")
+
+    async def _went_offline(self, user_id: str, seen: int) -> None:
+        for chat_id in self._presence.typing_chats(user_id):
+            if self._presence.stop_typing(chat_id, user_id):
+                await self._publish_typing(chat_id, user_id, False)
         try:
-            await self._storage.users.update(caller.user_id, last_seen=seen)
+            await self._storage.users.update(user_id, last_seen=seen)
         except ChatdError:
-            log.warning("could not store last_seen of %s", caller.user_id)
-        if not self._presence.is_online(caller.user_id):  # it may have reconnected meanwhile
-            await self._announce(caller.user_id, "offline", seen)
+            log.warning("could not store last_seen of %s", user_id)
+        if not self._presence.is_online(user_id):  # it may have reconnected meanwhile
+            await self._announce(user_id, "offline", seen)
 
     async def status(self, user_id: str) -> dict[str, Any]:
         user = await self._storage.users.get(user_id)

@@ -149,7 +149,6 @@ class ScyllaStorage:
         self.devices = devices.ScyllaDevices(cql, feed.RevocationFeed(cql))
         self.contacts = contacts.ScyllaContacts(cql)
         self.invites = invites.ScyllaInvites(cql)
-        self.keys = keys.ScyllaKeys(cql)
         self.push = push.ScyllaPush(cql)
         self.audit = audit.ScyllaAudit(cql)
         self.stats = stats.ScyllaStats(cql)

@@ -187,6 +187,11 @@ NOT_IMPORTED = {
     "ciphertexts": "transient: waiting ciphertexts are not copied (docs/operations.md)",
     "ciphertext_hours": "the ciphertexts' retention index",
     "ciphertext_hour_list": "the ciphertexts' retention index",
+    "push_targets": "push targets are registered again by the apps (docs/operations.md)",
+    "push_user_targets": "push targets by user, as push_targets",
+    "push_outbox": "transient: waiting push notifications are not copied",
+    "push_due": "the push outbox's index",
+    "push_dead": "dead push notifications are not copied",
 }
 
 

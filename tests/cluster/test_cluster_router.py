@@ -1,0 +1,125 @@
+"""The router contract over three real nodes: what ``tests/ports/test_router.py`` asks
+of one shared router, asked of a ``ClusterRouter`` per node, over loopback links."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chatd.core.events import Event, Invalidation
+from tests.cluster.bare import (
+    BareNode,
+    bare_cluster,
+    eventually,
+    join_bare,
+    stop_bare,
+    user_homed_on,
+)
+from tests.cluster.fixed_membership import FixedCluster
+
+
+@pytest.fixture
+async def three() -> AsyncIterator[tuple[FixedCluster, list[BareNode]]]:
+    cluster, nodes = await bare_cluster(3)
+    try:
+        yield cluster, nodes
+    finally:
+        await stop_bare(nodes)
+
+
+def _event(n: int) -> Event:
+    return Event("new_message", {"n": n}, chat_id="c", seq=n)
+
+
+async def test_events_reach_only_the_nodes_holding_the_users_in_publish_order(three) -> None:
+    _, (a, b, c) = three
+    # u1's home is c and its device is on b: the path a -> c -> b.
+    u1 = user_homed_on([a, b, c], c.node_id)
+    u2 = user_homed_on([a, b, c], a.node_id)
+    b.parts.presence.connected(u1, "d1")
+    c.parts.presence.connected(u2, "d2")
+    await eventually(lambda: a.parts.presence.is_online(u1) and a.parts.presence.is_online(u2))
+    for n in range(1, 201):
+        a.parts.router.publish(iter([u1, u2]), _event(n), skip_device="d9")
+    await eventually(lambda: len(b.sockets.delivered) == 200 and len(c.sockets.delivered) == 200)
+    assert b.sockets.events() == c.sockets.events() == [{"n": n} for n in range(1, 201)]
+    assert {tuple(users) for users, _, _ in b.sockets.delivered} == {(u1,)}
+    assert {tuple(users) for users, _, _ in c.sockets.delivered} == {(u2,)}
+    assert {skip for _, _, skip in b.sockets.delivered} == {"d9"}
+    assert a.sockets.delivered == []  # no socket of theirs there: nothing is broadcast
+
+
+async def test_an_invalidation_reaches_every_node_the_origin_at_once(three) -> None:
+    _, (a, b, c) = three
+    revoked = Invalidation.devices(["d1", "d2"], "token revoked")
+    a.parts.router.invalidate(revoked)
+    assert a.sockets.invalidations == [revoked]  # before invalidate returned
+    a.parts.router.invalidate(Invalidation.membership("chat-1"))
+    expected = [revoked, Invalidation.membership("chat-1")]
+    await eventually(lambda: b.sockets.invalidations == c.sockets.invalidations == expected)
+
+
+async def test_one_failing_node_does_not_keep_an_invalidation_from_the_others(three) -> None:
+    _, (a, b, _c) = three
+
+    def broken(invalidation: Invalidation) -> None:
+        raise RuntimeError("this node's cache is broken")
+
+    a.parts.router.attach(a.node_id, a.sockets, broken)
+    a.parts.router.invalidate(Invalidation.membership("c"))
+    await eventually(lambda: b.sockets.invalidations == [Invalidation.membership("c")])
+
+
+async def test_a_detached_node_gets_nothing_more(three) -> None:
+    _, (a, b, _c) = three
+    user = user_homed_on([a, b], b.node_id)
+    b.parts.presence.connected(user, "d")
+    a.parts.router.publish([user], _event(1))
+    await eventually(lambda: len(b.sockets.delivered) == 1)
+    b.parts.router.detach(b.node_id)
+    a.parts.router.publish([user], _event(2))
+    a.parts.router.invalidate(Invalidation.membership("c"))
+    await eventually(lambda: len(a.sockets.invalidations) == 1)
+    assert b.sockets.events() == [{"n": 1}] and b.sockets.invalidations == []
+
+
+async def test_when_a_home_dies_its_users_move_and_what_it_held_is_resynced(three) -> None:
+    cluster, (a, b, c) = three
+    user = user_homed_on([a, b, c], c.node_id)
+    b.parts.presence.connected(user, "phone")
+    await eventually(lambda: a.parts.presence.is_online(user))
+    await c.links.close()  # c stops taking frames: what a sends it waits in a's queue
+    await eventually(lambda: a.parts.node.peers()[1]["state"] != "up")
+    a.parts.router.publish([user], _event(1))
+    cluster.set_status(c.node_id, "dead")
+    # The frame for c is gone with it: the user's sockets (on b) are closed to resync.
+    await eventually(lambda: any(i.kind == "users" for i in b.sockets.invalidations))
+    lost = [i for i in b.sockets.invalidations if i.kind == "users"]
+    assert lost[0].ids == (user,)
+    # Its new home learnt where it is connected: events reach it again, and it is online.
+    a.parts.router.publish([user], _event(2))
+    await eventually(lambda: b.sockets.events() == [{"n": 2}])
+    assert a.parts.presence.is_online(user) and b.parts.presence.is_online(user)
+
+
+async def test_a_restarted_home_learns_again_where_its_users_are(three) -> None:
+    cluster, nodes = three
+    a, b, c = nodes
+    user = user_homed_on(nodes, c.node_id)
+    b.parts.presence.connected(user, "phone")
+    gone = user_homed_on(nodes, a.node_id, prefix="gone")  # its socket was on c
+    c.parts.presence.connected(gone, "tablet")
+    await eventually(lambda: a.parts.presence.is_online(user) and b.parts.presence.is_online(gone))
+    await c.parts.close()
+    await c.links.close()
+    # c comes back (same id, new boot and port) before gossip ever saw it dead.
+    fresh = await join_bare(cluster, c.node_id)
+    nodes[2] = fresh
+    # b registers its socket with the new boot of c, which tells every node again.
+    await eventually(lambda: fresh.parts.presence.is_online(user))
+    a.parts.router.publish([user], _event(1))
+    await eventually(lambda: b.sockets.events()[-1:] == [{"n": 1}])
+    # The sockets c had before it restarted are gone, everywhere.
+    await eventually(lambda: not a.parts.presence.is_online(gone))
+    assert not b.parts.presence.is_online(gone)
