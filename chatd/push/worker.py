@@ -39,6 +39,8 @@ from chatd.core.ports.storage import Storage
 log = logging.getLogger(__name__)
 #: Backoff never grows past an hour.
 MAX_DELAY_MS = 3_600_000
+#: How long ``stop`` waits for its tasks to end.
+STOP_TIMEOUT_S = 5.0
 #: How often the outbox depth gauge is refreshed.
 DEPTH_INTERVAL_S = 10.0
 
@@ -127,12 +129,15 @@ class PushWorker:
                 self._tasks.append(task)
 
     async def stop(self) -> None:
-        """Stop claiming and sending; claimed items are taken again when their leases end."""
+        """Stop claiming and sending; claimed items are taken again when their leases end.
+
+        Bounded: a provider that ignores cancellation cannot hold up shutdown."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for task in stuck:
+                log.warning("push task %s did not stop in %.0f s", task.get_name(), STOP_TIMEOUT_S)
         self._tasks.clear()
 
     def kick(self, device_ids: Sequence[str]) -> None:
@@ -152,8 +157,11 @@ class PushWorker:
         poll = self._settings.poll_interval_s
         next_scan = 0.0
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation that stops this loop when the event fires at that moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_scan - time.monotonic()))
+                async with asyncio.timeout(max(0.0, next_scan - time.monotonic())):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 if self._kicked:
@@ -227,7 +235,8 @@ class PushWorker:
             for item, target, _ in batch
         ]
         try:
-            results = await asyncio.wait_for(provider.send(notes), self._settings.timeout_s + 5)
+            async with asyncio.timeout(self._settings.timeout_s + 5):
+                results = await provider.send(notes)
             if len(results) != len(notes):
                 raise ValueError(f"{len(results)} results for {len(notes)} notifications")
         except TimeoutError:
