@@ -14,9 +14,11 @@ presence port). One waiting notification per device and chat: the outbox keeps
 the latest (see ``PushStore.enqueue``). A device that connects cancels its
 waiting ones (``device_connected``).
 
-Targets are cached per user for ``target_ttl_s``: a change through this node
-(register, delete, revocation, a target found gone) drops the entry at once; a
-change made through another node is seen within the TTL.
+Targets are cached per user for ``target_ttl_s``. A change (register, delete,
+revocation, a target found gone) is a ``push_targets`` invalidation, which the
+router applies on every node: each drops the user's entry at once
+(``forget_targets``). The TTL only bounds what a change made outside the
+cluster's router leaves stale (a CLI command in its own process).
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ class NotifyService:
         return cached  # type: ignore[no-any-return]
 
     def forget_targets(self, user_id: str) -> None:
-        """A target of the user changed through this node."""
+        """A target of the user changed (on some node: applied from the invalidation)."""
         self._targets.drop(user_id)
 
     async def _name(self, user_id: str) -> str:

@@ -4,6 +4,10 @@ Providers and the endpoint check come from the edge (``chatd/app.py``): the
 enabled providers by name, and ``check_endpoint`` (``chatd.push.guard``), which
 refuses endpoints that point at loopback, private, link-local or multicast
 addresses unless private endpoints are allowed.
+
+Every change to a target goes through ``targets_changed`` (the user id), which
+the app wires to a ``push_targets`` invalidation: the router carries it to
+every node, whose notify step drops the user's cached targets at once.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from chatd.core.ports.push import (
     PushTarget,
 )
 from chatd.core.ports.storage import Storage
-from chatd.core.services.notify import NotifyService
 
 log = logging.getLogger(__name__)
 FIELDS = frozenset({"provider", "token", "endpoint", "keys"})
@@ -34,12 +37,12 @@ class PushService:
     def __init__(
         self,
         storage: Storage,
-        notify: NotifyService,
+        targets_changed: Callable[[str], None],
         providers: Mapping[str, PushProvider],
         check_endpoint: Callable[[str], Awaitable[None]],
     ) -> None:
         self._storage = storage
-        self._notify = notify
+        self._targets_changed = targets_changed
         self.providers = providers
         self._check_endpoint = check_endpoint
 
@@ -81,7 +84,7 @@ class PushService:
         except InvalidTarget as exc:
             raise bad_request(str(exc)) from None
         await self._storage.push.put_target(target, now_ms())
-        self._notify.forget_targets(caller.user_id)
+        self._targets_changed(caller.user_id)
 
     async def get_target(self, caller: Caller, device_id: str) -> dict[str, Any]:
         await self._own(caller, device_id)
@@ -97,13 +100,13 @@ class PushService:
     async def delete_target(self, caller: Caller, device_id: str) -> None:
         await self._own(caller, device_id)
         await self._storage.push.delete_target(device_id)
-        self._notify.forget_targets(caller.user_id)
+        self._targets_changed(caller.user_id)
 
     async def devices_revoked(self, user_id: str, device_ids: list[str]) -> None:
         """Revoked devices (logout, removal, password change) lose their targets."""
         for device_id in device_ids:
             await self._storage.push.delete_target(device_id)
-        self._notify.forget_targets(user_id)
+        self._targets_changed(user_id)
 
     # -- administration (admin API, CLI) ---------------------------------------------
 
