@@ -307,6 +307,50 @@ async def test_push_test_command_sends_through_the_provider(user, hook, services
     assert received["notification"]["type"] == "test"
 
 
+async def test_chatd_push_test_prints_the_provider_answer_and_exits_0_only_if_delivered(
+    user, hook, tmp_path, server_overrides
+):
+    """The command itself, on the server's store and configuration, from its own process
+    state (a thread here, so this loop keeps serving the receiver)."""
+    from typer.testing import CliRunner
+
+    from chatd.cli import app
+    from tests.conftest import base_config
+    from tests.toml_writer import write_toml
+
+    config = str(
+        write_toml(tmp_path / "chatd.toml", base_config(tmp_path / "data", server_overrides))
+    )
+
+    async def push_test(device_id: str):
+        args = ["push", "test", device_id, "--config", config]
+        return await asyncio.to_thread(CliRunner().invoke, app, args)
+
+    bob, carol = await user(), await user()
+    await register(bob)
+    delivered = await push_test(bob.device_id)
+    assert delivered.exit_code == 0, delivered.output
+    assert delivered.output.splitlines() == ["provider: webhook", "outcome:  delivered"]
+    (received,) = await hook.wait_for(1)
+    assert received["device_id"] == bob.device_id and received["notification"]["type"] == "test"
+    assert hook.bad_signatures == 0
+
+    hook.answers = [(503, "7")]
+    later = await push_test(bob.device_id)
+    assert later.exit_code == 1
+    assert later.output.splitlines() == [
+        "provider: webhook", "outcome:  retry", "reason:   http_503", "retry after: 7 s",
+    ]  # fmt: skip
+    hook.answers = [(410, None)]
+    gone = await push_test(bob.device_id)
+    assert gone.exit_code == 1 and "outcome:  gone" in gone.output
+    assert len(hook.received) == 3
+
+    no_target = await push_test(carol.device_id)
+    assert no_target.exit_code == 1 and "no push target" in no_target.output
+    assert len(hook.received) == 3
+
+
 async def test_the_send_time_guard_refuses_loopback_literals_and_names(hook):
     """A device endpoint that resolved to a public address at registration and to
     loopback later (DNS rebinding) is refused when the request connects."""
