@@ -162,7 +162,13 @@ def make_push(
     def targets_changed(user_id: str) -> None:
         fanout.invalidate(Invalidation.push_targets((user_id,)))
 
-    service = PushService(storage, targets_changed, providers, check_endpoint)
+    service = PushService(
+        storage,
+        targets_changed,
+        providers,
+        check_endpoint,
+        dead_retention_days=push.dead_retention_days,
+    )
     settings = WorkerSettings(
         retry_base_ms=push.retry_base_ms,
         max_attempts=push.max_attempts,
@@ -421,6 +427,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(_cancel, stats)
         expiry = asyncio.create_task(svc.sealed.run(), name="ciphertext-retention")
         stack.push_async_callback(_cancel, expiry)
+        dead = asyncio.create_task(svc.push.run_dead_retention(), name="push-dead-retention")
+        stack.push_async_callback(_cancel, dead)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

@@ -156,6 +156,53 @@ async def test_dead_after_max_attempts_then_an_admin_retry_sends_it_again(user, 
     assert gone.value.status == 404
 
 
+async def test_dead_notifications_are_deleted_after_the_retention(
+    aiohttp_server, tmp_path, server_overrides, hook
+):
+    from chatd.app import build_app
+    from tests.conftest import merge, services_of, signed_in_clients, test_config
+
+    two_seconds = {"push": {"dead_retention_days": 2 / 86_400}}
+    config = test_config(tmp_path / "data", merge(server_overrides, two_seconds))
+    server = await aiohttp_server(build_app(config))
+    async with signed_in_clients(str(server.make_url("")).rstrip("/")) as make:
+        alice, bob = await make(), await make()
+        await services_of(server).admin.set_admin("cli", alice.user_id, True)
+        await register(bob)
+        hook.answers = [(500, None)] * 3
+        await alice.send_message(recipient_id=bob.user_id, content="hello")
+        await hook.wait_for(3)
+        listed = []
+        for _ in range(100):  # buried once its third answer is recorded
+            listed = (await alice.request("GET", "/admin/push"))["dead"]
+            if listed:
+                break
+            await asyncio.sleep(0.05)
+        assert [d["device_id"] for d in listed] == [bob.device_id]
+        for _ in range(120):  # 2 s old, then the next sweep (every 0.5 s here)
+            if not (await alice.request("GET", "/admin/push"))["dead"]:
+                break
+            await asyncio.sleep(0.05)
+        assert (await alice.request("GET", "/admin/push"))["dead"] == []
+        with pytest.raises(ApiError) as gone:
+            await alice.request("POST", f"/admin/push/{listed[0]['id']}/retry")
+        assert gone.value.status == 404
+
+
+async def test_a_dead_notification_is_kept_within_the_retention(user, hook, services):
+    alice, bob = await user(), await user()
+    await register(bob)
+    hook.answers = [(500, None)] * 3
+    await alice.send_message(recipient_id=bob.user_id, content="hello")
+    await hook.wait_for(3)
+    await asyncio.sleep(0.5)
+    (dead,), _ = await services.storage.push.dead(10)
+    day = 86_400_000
+    assert await services.push.expire_dead(now=dead.dead_at + 29 * day) == 0  # default: 30 days
+    assert await services.push.expire_dead(now=dead.dead_at + 30 * day + 1) == 1
+    assert await services.storage.push.dead(10) == ([], None)
+
+
 @pytest.mark.parametrize("status", [404, 410])
 async def test_a_gone_target_is_deleted(user, hook, status):
     alice, bob = await user(), await user()
