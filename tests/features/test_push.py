@@ -114,6 +114,23 @@ async def test_a_device_that_connects_cancels_what_waits_for_it(user, hook, serv
     assert await services.storage.push.depth() == 0
 
 
+async def test_a_group_notification_carries_the_current_title(user, hook):
+    alice, bob = await user(), await user()
+    await register(bob)
+    group = await alice.create_group("Book club", [bob.user_id])
+    await alice.send_message(chat_id=group["group_id"], content="one")
+    first = (await hook.wait_for(1))[0]  # the group's creation or "one"
+    assert first["notification"]["chat_title"] == "Book club"
+    await alice.update_group(group["group_id"], name="Reading club")
+    sent = await alice.send_message(chat_id=group["group_id"], content="two")
+    for _ in range(100):
+        last = hook.received[-1]["notification"]
+        if last["message_id"] == sent["message_id"]:
+            break
+        await asyncio.sleep(0.05)
+    assert last["message_id"] == sent["message_id"] and last["chat_title"] == "Reading club"
+
+
 async def test_retries_keep_one_delivery_id_until_delivered(user, hook, services):
     alice, bob = await user(), await user()
     await register(bob)
