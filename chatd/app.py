@@ -21,6 +21,7 @@ from chatd.cluster.local import LocalRouter
 from chatd.cluster.service import Cluster, load_meta
 from chatd.cluster.wiring import ClusterParts, build_cluster
 from chatd.config import Config
+from chatd.core.events import Invalidation
 from chatd.core.ids import new_id
 from chatd.core.ports.owners import Owners
 from chatd.core.ports.presence import Presence
@@ -130,10 +131,16 @@ def make_media(config: Config, storage: Storage, node_id: str, metrics: Metrics)
 
 
 def make_push(
-    config: Config, storage: Storage, presence: Presence, node_id: str, metrics: Metrics
+    config: Config,
+    storage: Storage,
+    presence: Presence,
+    node_id: str,
+    metrics: Metrics,
+    fanout: FanOut,
 ) -> tuple[NotifyService, PushService, PushWorker]:
     """The enabled push providers (one per ``[push.<name>]`` table, each a plugin given
-    its table), the notify step, the push service and the outbox worker."""
+    its table), the notify step, the push service and the outbox worker. A change to
+    a user's targets is an invalidation: every node's notify step forgets them."""
     push = config.push
     providers = {}
     for name, table in push.tables.items():
@@ -152,7 +159,16 @@ def make_push(
     async def check_endpoint(url: str) -> None:
         await guard.check_endpoint(url, allow_private=push.allow_private_endpoints)
 
-    service = PushService(storage, notify, providers, check_endpoint)
+    def targets_changed(user_id: str) -> None:
+        fanout.invalidate(Invalidation.push_targets((user_id,)))
+
+    service = PushService(
+        storage,
+        targets_changed,
+        providers,
+        check_endpoint,
+        dead_retention_days=push.dead_retention_days,
+    )
     settings = WorkerSettings(
         retry_base_ms=push.retry_base_ms,
         max_attempts=push.max_attempts,
@@ -174,7 +190,7 @@ def make_push(
         providers,
         settings,
         metrics=counters,
-        forget_targets=notify.forget_targets,
+        forget_targets=targets_changed,
     )
     notify.enqueued = worker.kick
     return notify, service, worker
@@ -233,14 +249,16 @@ def build_services(
     fanout = FanOut(router, chats)
     # The registry itself unless a test fault is switched on (chatd/testing/faults.py).
     delivery = faults.local_delivery(sessions)
+    notify, push, push_worker = make_push(config, storage, presence, node_id, metrics, fanout)
     router.attach(
         node_id,
         delivery,
-        invalidation_handler(chats, sessions.disconnect_devices, sessions.disconnect_users),
+        invalidation_handler(
+            chats, sessions.disconnect_devices, sessions.disconnect_users, notify.forget_targets
+        ),
     )
     receipts = ReceiptService(storage, chats, fanout)
     media = make_media(config, storage, node_id, metrics)
-    notify, push, push_worker = make_push(config, storage, presence, node_id, metrics)
     fanout.on_release = notify.released
     accounts = make_accounts(config, storage, fanout)
     accounts.on_revoked = push.devices_revoked
@@ -409,6 +427,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(_cancel, stats)
         expiry = asyncio.create_task(svc.sealed.run(), name="ciphertext-retention")
         stack.push_async_callback(_cancel, expiry)
+        dead = asyncio.create_task(svc.push.run_dead_retention(), name="push-dead-retention")
+        stack.push_async_callback(_cancel, dead)
         log.info("chatd %s node %s ready", svc.version, svc.node_id)
         yield
 

@@ -165,6 +165,8 @@ class PushConfig:
     #: Notifications a worker claims at once, and how often it looks for due ones.
     batch_size: int = 100
     poll_interval_ms: int = 1000
+    #: Dead notifications are kept this long for admins (retry), then deleted.
+    dead_retention_days: float = 30.0
     tables: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=PLUGIN_TABLES)
 
     @property
@@ -440,6 +442,7 @@ def _check(config: Config) -> None:
         (config.push.queue_size >= 1, "[push] queue_size must be at least 1"),
         (config.push.batch_size >= 1, "[push] batch_size must be at least 1"),
         (config.push.poll_interval_ms >= 10, "[push] poll_interval_ms must be at least 10"),
+        (config.push.dead_retention_days > 0, "[push] dead_retention_days must be > 0"),
         (config.log.repeats_per_minute >= 0, "[log] repeats_per_minute must be >= 0 (0: no limit)"),
         (
             _networks_ok(s.trusted_proxies),

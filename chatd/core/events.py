@@ -92,8 +92,9 @@ class Invalidation:
 
     ``kind``: ``"membership"`` (``ids`` are chats whose member list changed),
     ``"devices"`` (``ids`` are devices whose tokens were revoked: close their
-    sockets with ``reason``). Carried by the router to every node, the
-    originating one included.
+    sockets with ``reason``), ``"push_targets"`` (``ids`` are users whose push
+    targets were registered, changed or deleted: drop their cached targets).
+    Carried by the router to every node, the originating one included.
     """
 
     __slots__ = ("ids", "kind", "reason")
@@ -110,6 +111,10 @@ class Invalidation:
     @classmethod
     def devices(cls, device_ids: Iterable[str], reason: str) -> Invalidation:
         return cls("devices", tuple(device_ids), reason)
+
+    @classmethod
+    def push_targets(cls, user_ids: Iterable[str]) -> Invalidation:
+        return cls("push_targets", tuple(user_ids))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Invalidation):

@@ -114,6 +114,23 @@ async def test_a_device_that_connects_cancels_what_waits_for_it(user, hook, serv
     assert await services.storage.push.depth() == 0
 
 
+async def test_a_group_notification_carries_the_current_title(user, hook):
+    alice, bob = await user(), await user()
+    await register(bob)
+    group = await alice.create_group("Book club", [bob.user_id])
+    await alice.send_message(chat_id=group["group_id"], content="one")
+    first = (await hook.wait_for(1))[0]  # the group's creation or "one"
+    assert first["notification"]["chat_title"] == "Book club"
+    await alice.update_group(group["group_id"], name="Reading club")
+    sent = await alice.send_message(chat_id=group["group_id"], content="two")
+    for _ in range(100):
+        last = hook.received[-1]["notification"]
+        if last["message_id"] == sent["message_id"]:
+            break
+        await asyncio.sleep(0.05)
+    assert last["message_id"] == sent["message_id"] and last["chat_title"] == "Reading club"
+
+
 async def test_retries_keep_one_delivery_id_until_delivered(user, hook, services):
     alice, bob = await user(), await user()
     await register(bob)
@@ -154,6 +171,53 @@ async def test_dead_after_max_attempts_then_an_admin_retry_sends_it_again(user, 
     with pytest.raises(ApiError) as gone:
         await alice.request("POST", f"/admin/push/{dead['id']}/retry")
     assert gone.value.status == 404
+
+
+async def test_dead_notifications_are_deleted_after_the_retention(
+    aiohttp_server, tmp_path, server_overrides, hook
+):
+    from chatd.app import build_app
+    from tests.conftest import merge, services_of, signed_in_clients, test_config
+
+    two_seconds = {"push": {"dead_retention_days": 2 / 86_400}}
+    config = test_config(tmp_path / "data", merge(server_overrides, two_seconds))
+    server = await aiohttp_server(build_app(config))
+    async with signed_in_clients(str(server.make_url("")).rstrip("/")) as make:
+        alice, bob = await make(), await make()
+        await services_of(server).admin.set_admin("cli", alice.user_id, True)
+        await register(bob)
+        hook.answers = [(500, None)] * 3
+        await alice.send_message(recipient_id=bob.user_id, content="hello")
+        await hook.wait_for(3)
+        listed = []
+        for _ in range(100):  # buried once its third answer is recorded
+            listed = (await alice.request("GET", "/admin/push"))["dead"]
+            if listed:
+                break
+            await asyncio.sleep(0.05)
+        assert [d["device_id"] for d in listed] == [bob.device_id]
+        for _ in range(120):  # 2 s old, then the next sweep (every 0.5 s here)
+            if not (await alice.request("GET", "/admin/push"))["dead"]:
+                break
+            await asyncio.sleep(0.05)
+        assert (await alice.request("GET", "/admin/push"))["dead"] == []
+        with pytest.raises(ApiError) as gone:
+            await alice.request("POST", f"/admin/push/{listed[0]['id']}/retry")
+        assert gone.value.status == 404
+
+
+async def test_a_dead_notification_is_kept_within_the_retention(user, hook, services):
+    alice, bob = await user(), await user()
+    await register(bob)
+    hook.answers = [(500, None)] * 3
+    await alice.send_message(recipient_id=bob.user_id, content="hello")
+    await hook.wait_for(3)
+    await asyncio.sleep(0.5)
+    (dead,), _ = await services.storage.push.dead(10)
+    day = 86_400_000
+    assert await services.push.expire_dead(now=dead.dead_at + 29 * day) == 0  # default: 30 days
+    assert await services.push.expire_dead(now=dead.dead_at + 30 * day + 1) == 1
+    assert await services.storage.push.dead(10) == ([], None)
 
 
 @pytest.mark.parametrize("status", [404, 410])
@@ -305,6 +369,50 @@ async def test_push_test_command_sends_through_the_provider(user, hook, services
     assert target.provider == "webhook" and result == PushResult(Outcome.DELIVERED)
     (received,) = await hook.wait_for(1)
     assert received["notification"]["type"] == "test"
+
+
+async def test_chatd_push_test_prints_the_provider_answer_and_exits_0_only_if_delivered(
+    user, hook, tmp_path, server_overrides
+):
+    """The command itself, on the server's store and configuration, from its own process
+    state (a thread here, so this loop keeps serving the receiver)."""
+    from typer.testing import CliRunner
+
+    from chatd.cli import app
+    from tests.conftest import base_config
+    from tests.toml_writer import write_toml
+
+    config = str(
+        write_toml(tmp_path / "chatd.toml", base_config(tmp_path / "data", server_overrides))
+    )
+
+    async def push_test(device_id: str):
+        args = ["push", "test", device_id, "--config", config]
+        return await asyncio.to_thread(CliRunner().invoke, app, args)
+
+    bob, carol = await user(), await user()
+    await register(bob)
+    delivered = await push_test(bob.device_id)
+    assert delivered.exit_code == 0, delivered.output
+    assert delivered.output.splitlines() == ["provider: webhook", "outcome:  delivered"]
+    (received,) = await hook.wait_for(1)
+    assert received["device_id"] == bob.device_id and received["notification"]["type"] == "test"
+    assert hook.bad_signatures == 0
+
+    hook.answers = [(503, "7")]
+    later = await push_test(bob.device_id)
+    assert later.exit_code == 1
+    assert later.output.splitlines() == [
+        "provider: webhook", "outcome:  retry", "reason:   http_503", "retry after: 7 s",
+    ]  # fmt: skip
+    hook.answers = [(410, None)]
+    gone = await push_test(bob.device_id)
+    assert gone.exit_code == 1 and "outcome:  gone" in gone.output
+    assert len(hook.received) == 3
+
+    no_target = await push_test(carol.device_id)
+    assert no_target.exit_code == 1 and "no push target" in no_target.output
+    assert len(hook.received) == 3
 
 
 async def test_the_send_time_guard_refuses_loopback_literals_and_names(hook):

@@ -448,5 +448,9 @@ class PushStore(Protocol):
         notification of that device and chat waits already (the dead item is
         dropped, the waiting one covers it); None if there is no such dead item."""
 
+    async def expire_dead(self, before: int) -> int:
+        """Delete the dead items buried before ``before`` (ms): the retention sweep of
+        ``[push] dead_retention_days``; how many. Revived items are not dead."""
+
     async def depth(self) -> int:
         """Notifications waiting in the outbox (for ``chatd_push_outbox_depth``)."""

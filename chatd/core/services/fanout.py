@@ -244,8 +244,10 @@ def invalidation_handler(
     chats: ChatService,
     disconnect: Callable[[Iterable[str], str], None],
     disconnect_users: Callable[[Iterable[str], str], None] | None = None,
+    forget_push_targets: Callable[[str], None] | None = None,
 ) -> Callable[[Invalidation], None]:
-    """What one node does with an invalidation: forget cached members, close sockets.
+    """What one node does with an invalidation: forget cached members or push
+    targets, close sockets.
 
     ``users`` (a cluster router's): these users' sockets here missed live events;
     close them so their clients reconnect and replay from storage.
@@ -259,6 +261,9 @@ def invalidation_handler(
             disconnect(invalidation.ids, invalidation.reason)
         elif invalidation.kind == "users" and disconnect_users is not None:
             disconnect_users(invalidation.ids, invalidation.reason)
+        elif invalidation.kind == "push_targets" and forget_push_targets is not None:
+            for user_id in invalidation.ids:
+                forget_push_targets(user_id)
         else:
             log.warning("unknown invalidation %r ignored", invalidation)
 

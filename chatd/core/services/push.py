@@ -4,10 +4,20 @@ Providers and the endpoint check come from the edge (``chatd/app.py``): the
 enabled providers by name, and ``check_endpoint`` (``chatd.push.guard``), which
 refuses endpoints that point at loopback, private, link-local or multicast
 addresses unless private endpoints are allowed.
+
+Every change to a target goes through ``targets_changed`` (the user id), which
+the app wires to a ``push_targets`` invalidation: the router carries it to
+every node, whose notify step drops the user's cached targets at once.
+
+Dead notifications are kept for admins ``[push] dead_retention_days``, then
+deleted by a sweep every node runs (``run_dead_retention``: hourly, or more
+often when the retention is shorter than a few hours; sweeps on several nodes
+delete the same rows, harmlessly).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -24,22 +34,27 @@ from chatd.core.ports.push import (
     PushTarget,
 )
 from chatd.core.ports.storage import Storage
-from chatd.core.services.notify import NotifyService
 
 log = logging.getLogger(__name__)
 FIELDS = frozenset({"provider", "token", "endpoint", "keys"})
+DAY_MS = 86_400_000
+#: The dead-item sweep runs at least this often (seconds).
+SWEEP_INTERVAL_S = 3600.0
 
 
 class PushService:
     def __init__(
         self,
         storage: Storage,
-        notify: NotifyService,
+        targets_changed: Callable[[str], None],
         providers: Mapping[str, PushProvider],
         check_endpoint: Callable[[str], Awaitable[None]],
+        *,
+        dead_retention_days: float = 30.0,
     ) -> None:
         self._storage = storage
-        self._notify = notify
+        self._dead_retention_ms = int(dead_retention_days * DAY_MS)
+        self._targets_changed = targets_changed
         self.providers = providers
         self._check_endpoint = check_endpoint
 
@@ -81,7 +96,7 @@ class PushService:
         except InvalidTarget as exc:
             raise bad_request(str(exc)) from None
         await self._storage.push.put_target(target, now_ms())
-        self._notify.forget_targets(caller.user_id)
+        self._targets_changed(caller.user_id)
 
     async def get_target(self, caller: Caller, device_id: str) -> dict[str, Any]:
         await self._own(caller, device_id)
@@ -97,13 +112,13 @@ class PushService:
     async def delete_target(self, caller: Caller, device_id: str) -> None:
         await self._own(caller, device_id)
         await self._storage.push.delete_target(device_id)
-        self._notify.forget_targets(caller.user_id)
+        self._targets_changed(caller.user_id)
 
     async def devices_revoked(self, user_id: str, device_ids: list[str]) -> None:
         """Revoked devices (logout, removal, password change) lose their targets."""
         for device_id in device_ids:
             await self._storage.push.delete_target(device_id)
-        self._notify.forget_targets(user_id)
+        self._targets_changed(user_id)
 
     # -- administration (admin API, CLI) ---------------------------------------------
 
@@ -114,6 +129,25 @@ class PushService:
         if outcome is None:
             raise not_found("no dead notification with that delivery_id")
         return outcome
+
+    async def expire_dead(self, now: int | None = None) -> int:
+        """Delete dead notifications older than the retention at ``now`` (default: the
+        current time); how many."""
+        cutoff = (now_ms() if now is None else now) - self._dead_retention_ms
+        return await self._storage.push.expire_dead(cutoff)
+
+    async def run_dead_retention(self) -> None:
+        """Sweep now and then every interval (an hour, or a quarter of a shorter
+        retention), until cancelled; failures are logged."""
+        interval = min(SWEEP_INTERVAL_S, self._dead_retention_ms / 4000)
+        while True:
+            try:
+                expired = await self.expire_dead()
+                if expired:
+                    log.info("%d dead push notifications past retention deleted", expired)
+            except Exception:
+                log.exception("push dead-item sweep failed")
+            await asyncio.sleep(interval)
 
     async def send_test(self, device_id: str) -> tuple[PushTarget, PushResult]:
         """Send a test notification to a device now, outside the outbox; the provider's

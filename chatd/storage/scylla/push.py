@@ -20,7 +20,10 @@ Tables (schema.cql):
   old, with ``DELETE ... USING TIMESTAMP <its writetime>``: a newer write of the
   row (a new notification) has a later timestamp and survives the delete.
 - ``push_dead``, partition ``shard`` (``crc32(delivery_id) % 16``), rows by
-  delivery id: dead notifications until an admin retries them.
+  delivery id: dead notifications until an admin retries them or the retention
+  sweep (``expire_dead``) reads the 16 partitions and deletes the old rows,
+  each ``USING TIMESTAMP`` of the row it read: an item revived and buried
+  again meanwhile was written later and survives.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ CQL = {
     "push.dead_one": "SELECT device_id, chat_id, user_id, delivery_id, seq, payload, dead_at, "
     "attempts, last_error FROM push_dead WHERE shard = ? AND delivery_id = ?",
     "push.unbury": "DELETE FROM push_dead WHERE shard = ? AND delivery_id = ?",
+    "push.dead_ages": "SELECT delivery_id, dead_at, writetime(dead_at) FROM push_dead "
+    "WHERE shard = ?",
+    "push.expire_dead": "DELETE FROM push_dead USING TIMESTAMP ? "
+    "WHERE shard = ? AND delivery_id = ?",
 }
 
 
@@ -324,6 +331,20 @@ class ScyllaPush:
             result = await self._cql.lwt("push.insert", _item_values(item), verify=mine)
             await self._cql.write("push.unbury", (shard, delivery_id))
             return "requeued" if result.applied else "superseded"
+
+    async def expire_dead(self, before: int) -> int:
+        async with self._cql.gate.held():
+            shards = await gather_limited(
+                [self._cql.all_rows("push.dead_ages", (s,)) for s in range(DEAD_SHARDS)]
+            )
+            old = [
+                (int(row[2]), shard, row.delivery_id)
+                for shard, rows in enumerate(shards)
+                for row in rows
+                if int(row.dead_at) < before
+            ]
+            await gather_limited([self._cql.write("push.expire_dead", params) for params in old])
+            return len(old)
 
     async def depth(self) -> int:
         devices = dict.fromkeys(d for d, _ in await self._due_devices())

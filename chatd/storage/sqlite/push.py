@@ -219,6 +219,12 @@ class SqlitePush:
 
         return await self._db.job(write)
 
+    async def expire_dead(self, before: int) -> int:
+        def write(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM push_dead WHERE dead_at < ?", (before,)).rowcount
+
+        return await self._db.job(write)
+
     async def depth(self) -> int:
         row = await self._db.fetchone("SELECT COUNT(*) FROM push_outbox")
         return int(row[0]) if row else 0

@@ -140,6 +140,21 @@ async def test_dead_items_are_listed_page_by_page_and_revived(storage):
     assert await storage.push.revive(second.delivery_id, NOW + 5) == "superseded"
 
 
+async def test_dead_items_past_retention_are_deleted_and_the_others_kept(storage):
+    items = [item(f"d{n}", "c1", 1) for n in range(4)]
+    await storage.push.enqueue(items)
+    claimed = sorted(await storage.push.claim(NOW, LEASE, 10), key=lambda i: i.device_id)
+    for n, one in enumerate(claimed):  # buried a day apart: d0 oldest
+        assert await storage.push.bury(one, 8, "http_500", NOW + n * 86_400_000) is True
+    assert await storage.push.expire_dead(NOW + 86_400_000) == 1  # strictly before
+    assert await storage.push.expire_dead(NOW + 2 * 86_400_000 + 1) == 2
+    page, cursor = await storage.push.dead(10)
+    assert [d.item.device_id for d in page] == ["d3"] and cursor is None
+    assert await storage.push.revive(claimed[0].delivery_id, NOW) is None  # gone for good
+    assert await storage.push.expire_dead(NOW) == 0
+    assert await storage.push.revive(claimed[3].delivery_id, NOW) == "requeued"
+
+
 async def test_the_outbox_survives_a_restart(backend, storage):
     waiting = item("d1", "c1", 4)
     await storage.push.enqueue([waiting])

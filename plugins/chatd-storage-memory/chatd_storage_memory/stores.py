@@ -624,6 +624,12 @@ class Push(_Store):
         t.outbox[key] = (dataclasses.replace(dead.item, due_at=now, attempts=0, last_error=""), 0)
         return "requeued"
 
+    async def expire_dead(self, before: int) -> int:
+        old = [d for d, dead in self._t.dead.items() if dead.dead_at < before]
+        for delivery_id in old:
+            del self._t.dead[delivery_id]
+        return len(old)
+
     async def depth(self) -> int:
         return len(self._t.outbox)
 
