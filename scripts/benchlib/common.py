@@ -207,8 +207,10 @@ class Server:
             str(self.port),
             cwd=ROOT,
         )
+        # A fresh keyspace's schema takes a while on a busy Cassandra.
+        deadline = asyncio.get_running_loop().time() + (120 if self.scylla else 15)
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
+            while self.proc.returncode is None and asyncio.get_running_loop().time() < deadline:
                 try:
                     async with http.get(self.url + "/api/v1/health") as r:
                         if r.status == 200:
