@@ -5,6 +5,8 @@
     .venv/bin/python scripts/bench.py idle --connections 10000
     .venv/bin/python scripts/bench.py all          # every workload, default sizes
     .venv/bin/python scripts/bench.py --quick      # every workload, small sizes (< 1 min)
+    .venv/bin/python scripts/bench.py pairs --nodes 3 --scylla 127.0.0.1:9042
+    .venv/bin/python scripts/bench.py group --nodes 3 --senders 3 --scylla 127.0.0.1:9042
 
 Starts its own server on loopback with a fresh data directory for each workload
 (or uses --url), creates the users it needs, runs the workload for a bounded
@@ -15,6 +17,12 @@ or delivered out of order, a failed connection or reconnect, a wrong history
 page fails the workload with a line ``<workload>: FAILED: <what>`` on stderr,
 and the exit status is 1 when any workload failed.
 
+With --nodes N (pairs and group; needs --scylla) it starts N real nodes
+clustered by gossip on one fresh keyspace (scripts/benchlib/nodes.py) and
+spreads the users over them: each pair's receiver on the node after its
+sender's, so every message crosses nodes; group member i, senders included, on
+node i mod N.
+
 Workloads (code in scripts/benchlib/):
   pairs      P sender/receiver pairs, W messages in flight per sender
   group      one group of M members, all connected; S senders, W in flight each
@@ -24,6 +32,8 @@ Workloads (code in scripts/benchlib/):
              each, and every one, has its whole backlog
   history    one chat of M messages: ms per page of 50 at its start, middle and
              end, with before cursors and with after_seq
+  route      the cluster routing alone, no server: three nodes in this process,
+             events over two sealed link hops, one at a time then in batches
 """
 
 from __future__ import annotations
@@ -45,15 +55,18 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib.common import (
     ROOT,
-    Server,
     cpu_model,
-    process_cpu_seconds,
     raise_fd_limit,
 )
 from benchlib.history import history
 from benchlib.idle import idle
 from benchlib.messaging import group, pairs
+from benchlib.nodes import Nodes
 from benchlib.reconnect import reconnect
+from benchlib.route import route
+
+#: The workloads that spread their users over several nodes (--nodes).
+MULTI_NODE = {"pairs", "group"}
 
 WORKLOADS = {
     "pairs": pairs,
@@ -61,7 +74,11 @@ WORKLOADS = {
     "idle": idle,
     "reconnect": reconnect,
     "history": history,
+    "route": route,
 }
+
+#: The workloads that start no server.
+SERVERLESS = {"route"}
 
 #: option -> (default size, --quick size); an option given on the command line wins.
 SIZES: dict[str, tuple[Any, Any]] = {
@@ -85,6 +102,8 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "reps": (100, 20),
     "fill_sockets": (4, 4),
     "fill_window": (32, 32),
+    "route_events": (20_000, 2000),
+    "route_batch": (100, 100),
 }
 
 
@@ -121,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     add("--reps", type=int, help="history: requests R per page position (100)")
     add("--fill-sockets", type=int, help="history: sockets filling the chat (4)")
     add("--fill-window", type=int, help="history, reconnect: in flight per filling socket (32)")
+    add("--route-events", type=int, help="route: events routed in batches (20000; a tenth singly)")
+    add("--route-batch", type=int, help="route: events published at a time (100)")
     add(
         "--push",
         action="store_true",
@@ -128,6 +149,13 @@ def parser() -> argparse.ArgumentParser:
         "(the server posts to a sink in this process)",
     )
     add("--synchronous", default="FULL", help="SQLite synchronous of the server")
+    add(
+        "--nodes",
+        type=int,
+        default=1,
+        help="pairs, group: N chatd nodes clustered by gossip, users spread over them "
+        "(1; above 1 needs --scylla)",
+    )
     add(
         "--scylla",
         metavar="HOST:PORT",
@@ -153,10 +181,13 @@ def fds_needed(name: str, args: argparse.Namespace) -> int:
 
 async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
     workload = WORKLOADS[name]
+    if name in SERVERLESS:
+        return await workload("", args)
     if args.url:
         args.server_pid = None
         args.server_cpu = lambda: float("nan")  # unknown: reported as null
         args.data_bytes = lambda: -1
+        args.urls = [args.url]
         return await workload(args.url, args)
     sink = PushSink() if args.push else None
     extra = await sink.start() if sink else ""
@@ -199,15 +230,17 @@ class PushSink:
 async def _run_on_server(
     workload: Any, args: argparse.Namespace, extra: str, sink: PushSink | None
 ) -> dict[str, Any]:
-    async with Server(
-        args.synchronous, args.heartbeat_s, scylla=args.scylla, extra=extra
-    ) as server:
-        assert server.proc is not None
-        pid = server.proc.pid
-        args.server_pid = pid
-        args.server_cpu = lambda: process_cpu_seconds(pid)
-        args.data_bytes = lambda: server.data_bytes
-        result = await workload(server.url, args)
+    async with Nodes(
+        args.nodes, args.synchronous, args.heartbeat_s, scylla=args.scylla, extra=extra
+    ) as nodes:
+        args.server_pid = nodes.pids[0]
+        args.server_cpu = nodes.cpu
+        args.node_cpus = nodes.cpus
+        args.nodes_rss_kb = nodes.rss_kb
+        args.link_frames = nodes.link_frames
+        args.data_bytes = lambda: nodes.data_bytes
+        args.urls = nodes.urls
+        result = await workload(nodes.urls[0], args)
         if args.scylla:
             result["storage"] = f"scylla ({args.scylla})"
         else:
@@ -247,6 +280,10 @@ def main() -> None:
     if args.workload is None and not args.quick:
         p.error("name a workload, or all, or give --quick")
     names = list(WORKLOADS) if args.workload in (None, "all") else [args.workload]
+    if args.nodes > 1 and (set(names) - MULTI_NODE or args.url):
+        p.error(f"--nodes runs {' and '.join(sorted(MULTI_NODE))} on started servers only")
+    if args.nodes > 1 and not args.scylla:
+        p.error("--nodes above 1 needs --scylla: a cluster shares a ScyllaDB keyspace")
     failed: list[str] = []
     started = time.perf_counter()
     for name in names:

@@ -6,6 +6,7 @@ starts drop live new_message deliveries; the same run without it passes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from benchlib.integrity import Stream, Tally  # noqa: E402
+
+from tests.conftest import selected_storages  # noqa: E402
 
 WORKLOADS = {
     "pairs": ["--pairs", "2", "--window", "4", "--seconds", "0.5"],
@@ -60,3 +63,38 @@ def test_repeats_reorders_and_gaps_are_told_apart():
         "duplicated 1 messages",
         "reordered 1 messages (a later seq came first)",
     ]
+
+
+def test_several_nodes_need_a_shared_scylla_keyspace():
+    run = subprocess.run(
+        [sys.executable, "scripts/bench.py", "pairs", "--nodes", "3", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "--nodes above 1 needs --scylla" in run.stderr
+
+
+def test_pairs_across_two_clustered_nodes(tmp_path, request):
+    """Two real nodes clustered by gossip: every message crosses nodes, none lost
+    (20-30 s on the shared Cassandra: a keyspace's schema, two boots)."""
+    scylla = os.environ.get("CHATD_TEST_SCYLLA")
+    if "scylla" not in selected_storages(request.config) or not scylla:
+        pytest.skip("a cluster shares a ScyllaDB keyspace: --storage=scylla, CHATD_TEST_SCYLLA")
+    out = tmp_path / "results.jsonl"
+    args = ["pairs", "--quick", "--nodes", "2", "--pairs", "2", "--window", "4", "--seconds", "0.5"]
+    run = subprocess.run(
+        [sys.executable, "scripts/bench.py", *args, "--scylla", scylla, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["nodes"] == 2
+    assert result["delivered"] > 0 and result["problems"] == []
+    assert result["link_frames_per_message"] >= 1  # each message went node to node
+    assert len(result["node_cpu_pct"]) == 2

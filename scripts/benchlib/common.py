@@ -154,14 +154,19 @@ class Server:
         scylla: str | None = None,
         limits: dict[str, Any] | None = None,
         extra: str = "",
+        keyspace: str | None = None,
+        port: int | None = None,
     ) -> None:
         """``limits``: ``[limits]`` keys that override the load generator's own;
-        ``extra``: more TOML tables for the server (``[push.webhook]``...)."""
+        ``extra``: more TOML tables for the server (``[push.webhook]``...);
+        ``keyspace``: a keyspace shared with other nodes, which its caller drops
+        (by default the server's own, dropped when it stops)."""
         self.dir = Path(tempfile.mkdtemp(prefix="chatd-bench-"))
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.scylla = scylla
-        self.keyspace = f"chatd_bench_{uuid.uuid4().hex[:12]}"
+        self.keyspace = keyspace or f"chatd_bench_{uuid.uuid4().hex[:12]}"
+        self._own_keyspace = keyspace is None
         beat = f"heartbeat_s = {heartbeat_s}\n" if heartbeat_s else ""
         storage = f'[storage.sqlite]\nsynchronous = "{synchronous}"\n'
         if scylla:
@@ -202,8 +207,10 @@ class Server:
             str(self.port),
             cwd=ROOT,
         )
+        # A fresh keyspace's schema takes a while on a busy Cassandra.
+        deadline = asyncio.get_running_loop().time() + (120 if self.scylla else 15)
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
+            while self.proc.returncode is None and asyncio.get_running_loop().time() < deadline:
                 try:
                     async with http.get(self.url + "/api/v1/health") as r:
                         if r.status == 200:
@@ -223,27 +230,39 @@ class Server:
                 self.proc.kill()
                 await self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self.scylla:
-            await asyncio.to_thread(self._drop_keyspace)
+        if self.scylla and self._own_keyspace:
+            await asyncio.to_thread(drop_keyspace, self.scylla, self.keyspace)
 
-    def _drop_keyspace(self) -> None:
-        from cassandra.cluster import Cluster
 
-        host, _, port = (self.scylla or "").rpartition(":")
-        cluster = Cluster([host], port=int(port))
-        try:
-            cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}", timeout=120)
-        finally:
-            cluster.shutdown()
+def drop_keyspace(scylla: str, keyspace: str) -> None:
+    """Drop a throw-away keyspace on the ScyllaDB/Cassandra at ``host:port``."""
+    from cassandra.cluster import Cluster
+
+    host, _, port = scylla.rpartition(":")
+    cluster = Cluster([host], port=int(port))
+    try:
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
 
 
 async def make_users(
-    url: str, http: aiohttp.ClientSession, n: int, tag: str, *, login: bool = True
+    url: str | list[str],
+    http: aiohttp.ClientSession,
+    n: int,
+    tag: str,
+    *,
+    login: bool = True,
+    offset: int = 0,
 ) -> list[ChatdClient]:
-    """Register ``n`` users (50 at a time) and, unless told not to, log each in once."""
+    """Register ``n`` users (50 at a time) and, unless told not to, log each in once.
+
+    Given several node URLs, user ``i`` is a client of node ``(i + offset) % len(url)``
+    (where it registers, logs in and connects): users spread over a cluster."""
+    urls = [url] if isinstance(url, str) else url
 
     async def one(i: int) -> ChatdClient:
-        client = ChatdClient(url, session=http)
+        client = ChatdClient(urls[(i + offset) % len(urls)], session=http)
         name = f"b{tag}{i}"
         await client.register(name, PASSWORD)
         if login:

@@ -10,7 +10,7 @@ every burst it reads (one ``data_received``) with one ``delivery_receipt`` (no
 id, so no ack) for the newest message in it.
 
 Commands, one JSON line each on stdin, answered by one JSON line on stdout with
-the process's CPU seconds: ``connect`` (a socket per token, hello awaited),
+the process's CPU seconds: ``connect`` (a socket per target, hello awaited),
 ``measure`` (count messages sent at or after ``t0``, perf_counter time, which
 is CLOCK_MONOTONIC and so shared by processes on Linux), ``result`` (counts,
 with ``final`` latency samples and, given ``upto``, the highest seq sent, what is still
@@ -96,11 +96,12 @@ class Worker:
         self.sockets: list[Receiver] = []
 
     async def connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        host, port, source = cmd["host"], cmd["port"], cmd["source"]
+        """A socket per ``[host, port, token]`` of ``targets`` (each to its user's node)."""
+        source = cmd["source"]
         sem = asyncio.Semaphore(cmd["concurrency"])
         failed: collections.Counter[str] = collections.Counter()
 
-        async def one(token: str) -> None:
+        async def one(host: str, port: int, token: str) -> None:
             async with sem:
                 try:
                     ws = await open_idle(
@@ -112,7 +113,7 @@ class Worker:
                 assert isinstance(ws, Receiver)
                 self.sockets.append(ws)
 
-        await asyncio.gather(*(one(t) for t in cmd["tokens"]))
+        await asyncio.gather(*(one(*target) for target in cmd["targets"]))
         return {"opened": len(self.sockets), "failed": dict(failed)}
 
     def _receiver(self, request: bytes) -> Receiver:

@@ -1,4 +1,8 @@
-"""The message-rate workloads: ``pairs`` (one-to-one) and ``group`` (fan-out)."""
+"""The message-rate workloads: ``pairs`` (one-to-one) and ``group`` (fan-out).
+
+Both spread their users over the nodes in ``args.urls`` (one URL: one server),
+see ``scripts/bench.py`` --nodes.
+"""
 
 from __future__ import annotations
 
@@ -32,12 +36,14 @@ async def pairs(url: str, args: argparse.Namespace) -> dict[str, Any]:
     tag = str(int(time.time() * 1000) % 10**8)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        senders = await make_users(url, http, args.pairs, tag + "s")
-        receivers = await make_users(url, http, args.pairs, tag + "r")
+        # Receiver i on the node after sender i's: with several nodes, every message
+        # crosses nodes (and every chat's owner is wherever its id hashes to).
+        senders = await make_users(args.urls, http, args.pairs, tag + "s")
+        receivers = await make_users(args.urls, http, args.pairs, tag + "r", offset=1)
         if getattr(args, "push", False):
             # Each receiver's second device: a webhook target, never connected.
             for i in range(args.pairs):
-                offline = ChatdClient(url, session=http)
+                offline = ChatdClient(receivers[i].base_url, session=http)
                 await offline.login(f"b{tag}r{i}", PASSWORD)
                 await offline.set_push(offline.device_id, "webhook", token=f"bench-{i}")
         latencies: list[float] = []
@@ -82,6 +88,7 @@ async def pairs(url: str, args: argparse.Namespace) -> dict[str, Any]:
         stop_at = time.perf_counter() + 1.0
         await asyncio.gather(*(worker(ws, k) for ws, k in lanes))
         await asyncio.sleep(0.5)
+        probe = await NodeProbe.start(args, http)
         cpu0, server_cpu0, t0 = own_cpu_seconds(), args.server_cpu(), time.perf_counter()
         stop_at = t0 + args.seconds
         sent = sum(await asyncio.gather(*(worker(ws, k) for ws, k in lanes)))
@@ -91,6 +98,7 @@ async def pairs(url: str, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - t0
         cpu, server_cpu = own_cpu_seconds() - cpu0, args.server_cpu() - server_cpu0
+        per_node = await probe.figures(elapsed, sent)
         closed = [ws.close_code for ws in sockets + send_sockets if ws.closed]
         for ws in sockets + send_sockets:
             await ws.close()
@@ -99,6 +107,7 @@ async def pairs(url: str, args: argparse.Namespace) -> dict[str, Any]:
         tally.add(stream, range(1, n + 1), f"receiver {r.user_id}")
     return {
         "workload": "pairs",
+        "nodes": len(args.urls),
         "pairs": args.pairs,
         "window": args.window,
         "size": args.size,
@@ -109,6 +118,7 @@ async def pairs(url: str, args: argparse.Namespace) -> dict[str, Any]:
         **{k: round(v, 2) for k, v in percentiles(latencies).items()},
         "loadgen_cpu_pct": round(100 * cpu / elapsed),
         "server_cpu_pct": round(100 * server_cpu / elapsed) if server_cpu >= 0 else None,
+        **per_node,
         **tally.figures(),
         "problems": tally.problems("messages")
         + counted(len(closed), "sockets were closed mid-run (close codes)", closed[:5]),
@@ -128,7 +138,9 @@ async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
     procs = args.receiver_procs
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        members = await make_users(url, http, args.members, tag + "g")
+        # Member i on node i mod N: the members, and the first S of them who send,
+        # spread over every node.
+        members = await make_users(args.urls, http, args.members, tag + "g")
         admin = members[0]
         created = await admin.request(
             "POST",
@@ -175,22 +187,20 @@ async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
         workers: list[WorkerProc] = []
         try:
             if procs:
-                host, port = loopback_url(url)
                 workers = list(
                     await asyncio.gather(
                         *(WorkerProc.start("benchlib.fanworker") for _ in range(procs))
                     )
                 )
-                tokens = [m.token for m in members[args.senders :]]
+                # Each receiver on its own node: [host, port, token].
+                targets = [[*loopback_url(m.base_url), m.token] for m in members[args.senders :]]
                 opened = await asyncio.gather(
                     *(
                         w.ask(
                             {
                                 "cmd": "connect",
-                                "host": host,
-                                "port": port,
+                                "targets": targets[k::procs],
                                 "source": "127.0.0.1",
-                                "tokens": tokens[k::procs],
                                 "concurrency": 32,
                             },
                             120,
@@ -198,7 +208,7 @@ async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
                         for k, w in enumerate(workers)
                     )
                 )
-                failed = sum(len(tokens[k::procs]) - r["opened"] for k, r in enumerate(opened))
+                failed = sum(len(targets[k::procs]) - r["opened"] for k, r in enumerate(opened))
                 if failed:
                     raise RuntimeError(f"group: {failed} receivers could not connect: {opened}")
             senders = sockets[: args.senders]
@@ -225,6 +235,7 @@ async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
             stop_at = time.perf_counter() + 1.0
             await asyncio.gather(*(worker(k) for k in lanes))
             await asyncio.sleep(1.0)
+            probe = await NodeProbe.start(args, http)
             t0 = time.perf_counter()
             await remote({"cmd": "measure", "t0": t0})
             cpu0 = own_cpu_seconds() + sum(w.cpu for w in workers)
@@ -242,6 +253,7 @@ async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - t0
             server_cpu = args.server_cpu() - server_cpu0
+            per_node = await probe.figures(elapsed, sent)
             results = await remote({"cmd": "result", "upto": top, "final": True})
             cpu = own_cpu_seconds() + sum(w.cpu for w in workers) - cpu0
             closed = [ws.close_code for ws in sockets if ws.closed]
@@ -259,6 +271,7 @@ async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
     closed += [code for r in results for code, n in r["closed"].items() for _ in range(n)]
     out = {
         "workload": "group",
+        "nodes": len(args.urls),
         "members": args.members,
         "senders": args.senders,
         "window": args.window,
@@ -272,6 +285,7 @@ async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
         **{k: round(v, 2) for k, v in percentiles(latencies).items()},
         "loadgen_cpu_pct": round(100 * cpu / elapsed),
         "server_cpu_pct": round(100 * server_cpu / elapsed) if server_cpu >= 0 else None,
+        **per_node,
         **tally.figures(),
     }
     if procs:
@@ -280,3 +294,32 @@ async def group(url: str, args: argparse.Namespace) -> dict[str, Any]:
         len(closed), "sockets were closed mid-run (close codes)", closed[:5]
     )
     return out
+
+
+class NodeProbe:
+    """Per-node figures over the measured window, on several started nodes: each
+    node's CPU, its memory, and the link frames the nodes sent per message."""
+
+    def __init__(self, args: argparse.Namespace, http: aiohttp.ClientSession) -> None:
+        self.args, self.http = args, http
+        self.cpus: list[float] = []
+        self.frames = 0
+
+    @classmethod
+    async def start(cls, args: argparse.Namespace, http: aiohttp.ClientSession) -> NodeProbe:
+        probe = cls(args, http)
+        if len(args.urls) > 1:
+            probe.cpus = args.node_cpus()
+            probe.frames = await args.link_frames(http)
+        return probe
+
+    async def figures(self, elapsed: float, messages: int) -> dict[str, Any]:
+        if not self.cpus:
+            return {}
+        cpus = [c - c0 for c, c0 in zip(self.args.node_cpus(), self.cpus, strict=True)]
+        frames = await self.args.link_frames(self.http) - self.frames
+        return {
+            "node_cpu_pct": [round(100 * c / elapsed) for c in cpus],
+            "node_rss_mb": [round(kb / 1024) for kb in self.args.nodes_rss_kb()],
+            "link_frames_per_message": round(frames / max(1, messages), 2),
+        }
