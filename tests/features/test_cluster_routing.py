@@ -145,6 +145,27 @@ async def test_a_group_spread_over_three_nodes_gets_every_message_once_in_seq_or
     assert sorted(m["seq"] for m in history["messages"]) == list(range(1, total + 1))
 
 
+async def test_typing_stops_at_once_when_the_typist_leaves_a_node_that_is_not_its_home(
+    nodes, client_on
+):
+    ring = nodes[0].parts.node.ring
+    bob = await client_on(nodes[0], "bob")
+    alice = await client_on(nodes[1], "alice")
+    away = next(n for n in nodes[1:] if n.node_id != ring(alice.user_id))
+    typist = await client_on(away, "alice", register=False)
+    chat_id = (await bob.open_direct(alice.user_id))["chat_id"]
+    async with bob.connect() as b_ws:
+        async with typist.connect(reconnect=False) as a_ws:
+            await a_ws.typing(chat_id, True)
+            shown = await b_ws.next_event("typing_indicator", timeout=10)
+            assert shown["data"]["is_typing"] is True
+        loop = asyncio.get_running_loop()
+        closed = loop.time()
+        cleared = await b_ws.next_event("typing_indicator", timeout=10)
+        assert cleared["data"] == {"chat_id": chat_id, "user_id": alice.user_id, "is_typing": False}
+        assert loop.time() - closed < 2.0  # not the 6 s expiry
+
+
 async def test_sends_for_chats_owned_elsewhere_are_forwarded_to_the_owner(nodes, client_on):
     alice = await client_on(nodes[0], "alice")
     bob = await client_on(nodes[1], "bob")
