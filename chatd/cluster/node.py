@@ -65,7 +65,7 @@ class ClusterNode:
         self.previous_ring = Rendezvous([self.node_id])
         self.changed_at = 0.0
         self._started = False
-        server.register(links.KIND, self._inbound.accept)
+        server.register(links.KIND, self._inbound.accept, node_id=self.node_id)
         self.on("call", self._on_call)
         self.on("ret", self._on_return)
 
