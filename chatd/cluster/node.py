@@ -212,6 +212,13 @@ class ClusterNode:
             return None
         return before
 
+    def owner_lost(self, key: str, window_s: float) -> bool:
+        """Whether ``key``'s owner before the last change, less than ``window_s`` ago,
+        is gone (dead or cut off): what it stored last may not have reached us."""
+        if asyncio.get_running_loop().time() - self.changed_at > window_s:
+            return False
+        return self.previous_ring(key) not in self.ring.nodes
+
     async def flushed(self, within: float = 3.0) -> bool:
         """Wait (bounded) until every peer acknowledged every frame queued so far."""
         targets = [(link, link.last_number) for link in self._links.values()]
