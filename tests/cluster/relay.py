@@ -208,9 +208,10 @@ class Relay:
             up_writer.close()
 
     def enforce(self) -> None:
-        """Close the open streams that now cross a cut."""
+        """Close the open streams that now cross a cut (and those of an unknown
+        dialer, opened before its process was named: it dials again)."""
         for dialer, a, b in list(self._pipes):
-            if not self.partition.passes(dialer, self.name):
+            if dialer is None or not self.partition.passes(dialer, self.name):
                 a.close()
                 b.close()
 
