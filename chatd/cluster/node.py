@@ -214,10 +214,17 @@ class ClusterNode:
 
     def owner_lost(self, key: str, window_s: float) -> bool:
         """Whether ``key``'s owner before the last change, less than ``window_s`` ago,
-        is gone (dead or cut off): what it stored last may not have reached us."""
+        is gone without leaving (dead or cut off): what it stored last may not
+        have reached us."""
         if asyncio.get_running_loop().time() - self.changed_at > window_s:
             return False
-        return self.previous_ring(key) not in self.ring.nodes
+        before = self.previous_ring(key)
+        if before in self.ring.nodes:
+            return False
+        # A node that left on purpose flushed what it held first (its drain).
+        return not any(
+            m.node_id == before and m.status == "left" for m in self.membership.members()
+        )
 
     async def flushed(self, within: float = 3.0) -> bool:
         """Wait (bounded) until every peer acknowledged every frame queued so far."""
