@@ -141,6 +141,13 @@ async def test_a_cut_node_is_seen_dead_both_ways_and_heals_with_every_message_on
                 return "stored", loop.time() - cut_at
 
             refused = asyncio.ensure_future(across())
+            # Chats owned on one's own side of the cut keep taking writes meanwhile.
+            acked: dict[str, list[int]] = {majors: [], cuts: []}
+            for who, chat_id in ((alice, majors), (carol, cuts)):
+                ack = await asyncio.wait_for(
+                    who.send_message(chat_id=chat_id, content="own side"), 3.0
+                )
+                acked[chat_id].append(ack["seq"])
             # Both sides see the other suspect, then dead.
             first: list[dict[str, dict[str, float]]] = [{} for _ in servers]
             while True:
@@ -166,7 +173,6 @@ async def test_a_cut_node_is_seen_dead_both_ways_and_heals_with_every_message_on
             assert [h["cluster"]["nodes_alive"] for h in healths] == [2, 2, 1]
 
             # Split brain: each side owns both chats, writes on both sides move.
-            acked: dict[str, list[int]] = {majors: [], cuts: []}
             for n in range(3):
                 for who, chat_id, cmid in (
                     (alice, majors, f"a-major-{n}"),
@@ -195,7 +201,8 @@ async def test_a_cut_node_is_seen_dead_both_ways_and_heals_with_every_message_on
                 page = await erin.messages(chat_id, after_seq=0, limit=100)
                 seqs = [m["seq"] for m in page["messages"]]
                 assert seqs == list(range(1, len(seqs) + 1)), seqs
-                assert len(seqs) == 2 + 6 + 1  # created, before, six while split, after
+                # created, before, one while detecting, six while split, after
+                assert len(seqs) == 2 + 1 + 6 + 1
                 assert sorted(acked[chat_id]) == list(range(3, len(seqs) + 1))
                 texts = [m["content"] for m in page["messages"] if m["type"] == "text"]
                 assert len(texts) == len(set(texts))
