@@ -17,7 +17,9 @@ router can close those users' sockets and their clients resync from storage.
 A listener that restarted lost what it had taken: it answers with a new
 ``boot``, and ``on_restart`` lets the node register its users there again.
 
-Wire (msgpack): the dialer sends ``{"from", "session"}``, the listener
+Wire (msgpack), on a stream whose hello names the listener's node id (a
+stream captured on its way to one node is refused by any other, see
+``chatd.cluster.streams``): the dialer sends ``{"from", "session"}``, the listener
 answers ``{"last", "boot"}``; then ``[1, n, body]`` data, ``[2, n]`` cumulative ack,
 ``[3, t]`` ping, ``[4, t]`` pong.
 """
@@ -168,7 +170,9 @@ class Link:
         while not self._closed:
             stream: SealedStream | None = None
             try:
-                stream = await connect(host, port, KIND, self._sealer, timeout_s=3.0)
+                stream = await connect(
+                    host, port, KIND, self._sealer, to=self.peer_id, timeout_s=3.0
+                )
                 await stream.send(msgpack.packb({"from": self.node_id, "session": self.session}))
                 reply = msgpack.unpackb(await asyncio.wait_for(stream.recv(), 5.0))
                 boot = str(reply.get("boot", ""))

@@ -9,12 +9,16 @@ from prometheus_client.registry import Collector
 
 from chatd.cluster.node import ClusterNode
 from chatd.cluster.presence import ClusterPresence
+from chatd.cluster.router import ClusterRouter
 
 
 class ClusterCollector(Collector):
-    def __init__(self, node: ClusterNode, presence: ClusterPresence) -> None:
+    def __init__(
+        self, node: ClusterNode, presence: ClusterPresence, router: ClusterRouter | None = None
+    ) -> None:
         self._node = node
         self._presence = presence
+        self._router = router
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         up = GaugeMetricFamily(
@@ -45,6 +49,13 @@ class ClusterCollector(Collector):
             dropped.add_metric(label, peer["dropped"])
             sent.add_metric(label, peer["sent"])
         yield from (up, rtt, queue, dropped, sent)
+        if self._router is not None:
+            yield CounterMetricFamily(
+                "chatd_cluster_seq_gaps",
+                "Chat events that skipped a seq here (two owners, or one lost): not "
+                "delivered, their users' sockets reset to resync",
+                value=self._router.gaps,
+            )
         stats = self._presence.stats()
         yield GaugeMetricFamily(
             "chatd_cluster_homed_users",

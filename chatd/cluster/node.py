@@ -65,7 +65,7 @@ class ClusterNode:
         self.previous_ring = Rendezvous([self.node_id])
         self.changed_at = 0.0
         self._started = False
-        server.register(links.KIND, self._inbound.accept)
+        server.register(links.KIND, self._inbound.accept, node_id=self.node_id)
         self.on("call", self._on_call)
         self.on("ret", self._on_return)
 
@@ -211,6 +211,20 @@ class ClusterNode:
         if before == self.node_id or before not in self.ring.nodes:
             return None
         return before
+
+    def owner_lost(self, key: str, window_s: float) -> bool:
+        """Whether ``key``'s owner before the last change, less than ``window_s`` ago,
+        is gone without leaving (dead or cut off): what it stored last may not
+        have reached us."""
+        if asyncio.get_running_loop().time() - self.changed_at > window_s:
+            return False
+        before = self.previous_ring(key)
+        if before in self.ring.nodes:
+            return False
+        # A node that left on purpose flushed what it held first (its drain).
+        return not any(
+            m.node_id == before and m.status == "left" for m in self.membership.members()
+        )
 
     async def flushed(self, within: float = 3.0) -> bool:
         """Wait (bounded) until every peer acknowledged every frame queued so far."""

@@ -21,6 +21,8 @@ the limit and the next step (mirrors scoped to the users a node asks about).
 
 Typing timers stay on the node where the typist is connected: the events
 reach the chat's members through the router, and the expiry fires there.
+When the user's last socket on that node closes, its typing there ends at
+once (the home, which decides "offline", holds no timer of it).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class ClusterPresence:
         self._mirror_devices: dict[str, int] = {}
         self._last_seen: dict[str, int] = {}
         self._typing = LocalPresence()
+        #: The expiry callback of each typing timer here: (chat, user) -> callback.
+        self._typing_ends: dict[tuple[str, str], Callable[[], None]] = {}
         self._watchers: list[Changed] = []
         self._missed_handlers: list[Callable[[list[str]], None]] = []
         self._grace_until = 0.0
@@ -87,7 +91,15 @@ class ClusterPresence:
             del devices[device_id]
             if not devices:
                 del self._here[user_id]
+                self._end_typing(user_id)
         return self._tell_home(user_id, device_id, -1, at_ms)
+
+    def _end_typing(self, user_id: str) -> None:
+        """The user's last socket here closed: the typing it started here stops now."""
+        for chat_id in self._typing.typing_chats(user_id):
+            ended = self._typing_ends.pop((chat_id, user_id), None)
+            if self._typing.stop_typing(chat_id, user_id) and ended is not None:
+                ended()
 
     def watch(self, changed: Changed) -> None:
         self._watchers.append(changed)
@@ -116,15 +128,24 @@ class ClusterPresence:
     def start_typing(
         self, chat_id: str, user_id: str, ttl_s: float, expired: Callable[[], None]
     ) -> bool:
-        return self._typing.start_typing(chat_id, user_id, ttl_s, expired)
+        key = (chat_id, user_id)
+
+        def ended() -> None:
+            self._typing_ends.pop(key, None)
+            expired()
+
+        self._typing_ends[key] = expired
+        return self._typing.start_typing(chat_id, user_id, ttl_s, ended)
 
     def stop_typing(self, chat_id: str, user_id: str) -> bool:
+        self._typing_ends.pop((chat_id, user_id), None)
         return self._typing.stop_typing(chat_id, user_id)
 
     def typing_chats(self, user_id: str) -> list[str]:
         return self._typing.typing_chats(user_id)
 
     def close(self) -> None:
+        self._typing_ends.clear()
         self._typing.close()
 
     # -- for the router ---------------------------------------------------------------

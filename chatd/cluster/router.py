@@ -18,11 +18,24 @@ peer that dies takes its queue with it. Either way the users concerned get a
 ``lost`` notice routed through their home, which closes their sockets here
 and on every node holding them (code 1013): their clients reconnect and
 replay from storage what they had not acknowledged.
+
+Gaps: a client acknowledges the highest seq it got, so a device must never
+get seq n of a chat live without n - 1. Two owners of one chat (a split
+brain: each side of a partition owns it and both append, the store keeping
+the seqs unique) or an owner that died between storing and publishing leave
+such holes. So each node remembers the last seq it routed per chat (as owner
+or home); an event that skips one is not delivered: its users' sockets are
+closed as for a loss, and they replay it all from storage. The owner marks
+the frames of an event that skipped a seq on its side, so every home resyncs
+its users even without a memory of the chat. A node that has none, right
+after the chat's previous owner was lost, resyncs its users too (what that
+owner stored last may never have come).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,6 +47,11 @@ from chatd.core.ports.router import LocalDelivery
 log = logging.getLogger(__name__)
 
 LOST_REASON = "missed live events; reconnect to resync"
+#: Chats whose last routed seq a node remembers (the least recently routed forgotten).
+SEEN_CHATS = 200_000
+#: After a change, a chat whose previous owner was lost is checked this long.
+LOST_OWNER_WINDOW_S = 30.0
+IN_ORDER, SKIPPED, UNSURE = 0, 1, 2
 
 
 def pack_event(event: Event) -> list[Any]:
@@ -60,6 +78,10 @@ class ClusterRouter:
         self._presence = presence
         self._sockets: LocalDelivery | None = None
         self._apply: Callable[[Invalidation], None] | None = None
+        #: chat -> the last seq routed through this node (as owner or home).
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        #: Events not delivered because they skipped a seq (their users resynced).
+        self.gaps = 0
         node.on("pub", self._on_pub)
         node.on("dlv", self._on_dlv)
         node.on("inv", self._on_inv)
@@ -96,19 +118,43 @@ class ClusterRouter:
             else:
                 users.append(user_id)
         packed: list[Any] | None = None
+        order = self._check(event)
         for home, users in by_home.items():
             if home == me:
-                self._at_home(users, event, packed, skip_device, hops=0)
+                self._at_home(users, event, packed, skip_device, 0, order != IN_ORDER)
             else:
                 if packed is None:
                     packed = pack_event(event)
-                self._node.send(home, ["pub", users, packed, skip_device, 0], users)
+                skipped = order == SKIPPED
+                self._node.send(home, ["pub", users, packed, skip_device, 0, skipped], users)
 
     def invalidate(self, invalidation: Invalidation) -> None:
         self._apply_here(invalidation)
         self._node.broadcast(
             ["inv", invalidation.kind, list(invalidation.ids), invalidation.reason]
         )
+
+    # -- seq order across owners ----------------------------------------------------
+
+    def _check(self, event: Event) -> int:
+        """Whether ``event`` follows the last seq of its chat routed here."""
+        chat_id, seq = event.chat_id, event.seq
+        if chat_id is None or seq <= 0:
+            return IN_ORDER
+        seen = self._seen
+        last = seen.get(chat_id)
+        if last is None:
+            seen[chat_id] = seq
+            if len(seen) > SEEN_CHATS:
+                seen.popitem(last=False)
+            if self._node.owner_lost(chat_id, LOST_OWNER_WINDOW_S):
+                return UNSURE
+            return IN_ORDER
+        seen.move_to_end(chat_id)
+        if seq <= last:
+            return IN_ORDER  # sent again (or before this one): the client keeps one
+        seen[chat_id] = seq
+        return SKIPPED if seq > last + 1 else IN_ORDER
 
     # -- the home's part -------------------------------------------------------------
 
@@ -119,9 +165,24 @@ class ClusterRouter:
         packed: list[Any] | None,
         skip_device: str | None,
         hops: int,
+        gap: bool = False,
     ) -> None:
         me, ring = self._node.node_id, self._node.ring
         per_node, moved = self._presence.locate(users, hops)
+        if gap and per_node:
+            self.gaps += 1
+            log.info(
+                "chat %s: seq %s skipped one here; resyncing %d users",
+                event.chat_id,
+                event.seq,
+                sum(len(u) for u in per_node.values()),
+            )
+            for node_id, node_users in per_node.items():
+                if node_id == me:
+                    self._close_here(node_users)
+                else:
+                    self._node.send(node_id, ["lost", node_users, False], force=True)
+            per_node = {}
         for node_id, node_users in per_node.items():
             if node_id == me:
                 if self._sockets is not None:
@@ -138,12 +199,14 @@ class ClusterRouter:
                 by_home.setdefault(ring(user_id), []).append(user_id)
             for home, home_users in by_home.items():
                 self._node.send(
-                    home, ["pub", home_users, packed, skip_device, hops + 1], home_users
+                    home, ["pub", home_users, packed, skip_device, hops + 1, gap], home_users
                 )
 
     def _on_pub(self, peer: str, frame: list[Any]) -> None:
-        _, users, packed, skip_device, hops = frame
-        self._at_home(users, unpack_event(packed), packed, skip_device, hops)
+        _, users, packed, skip_device, hops, skipped = frame
+        event = unpack_event(packed)
+        gap = self._check(event) != IN_ORDER or skipped
+        self._at_home(users, event, packed, skip_device, hops, gap)
 
     def _on_dlv(self, peer: str, frame: list[Any]) -> None:
         _, users, packed, skip_device = frame

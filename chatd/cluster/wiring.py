@@ -43,7 +43,7 @@ class ClusterParts:
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Per-peer rtt, queue depth, drops and state in the app's ``/metrics``."""
-        registry.register(ClusterCollector(self.node, self.presence))
+        registry.register(ClusterCollector(self.node, self.presence, self.router))
 
     def start(self) -> None:
         """Follow the membership: links, owners and homes (inside the running loop)."""

@@ -1,5 +1,6 @@
-"""The router contract over three real nodes: what ``tests/ports/test_router.py`` asks
-of one shared router, asked of a ``ClusterRouter`` per node, over loopback links."""
+"""A ``ClusterRouter`` per node over loopback links, beyond the router contract
+(``tests/ports/test_router.py`` runs that on it too): nothing is broadcast,
+and a home that dies or restarts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chatd.core.events import Event, Invalidation
+from chatd.core.events import Event
 from tests.cluster.bare import (
     BareNode,
     bare_cluster,
@@ -48,40 +49,6 @@ async def test_events_reach_only_the_nodes_holding_the_users_in_publish_order(th
     assert {tuple(users) for users, _, _ in c.sockets.delivered} == {(u2,)}
     assert {skip for _, _, skip in b.sockets.delivered} == {"d9"}
     assert a.sockets.delivered == []  # no socket of theirs there: nothing is broadcast
-
-
-async def test_an_invalidation_reaches_every_node_the_origin_at_once(three) -> None:
-    _, (a, b, c) = three
-    revoked = Invalidation.devices(["d1", "d2"], "token revoked")
-    a.parts.router.invalidate(revoked)
-    assert a.sockets.invalidations == [revoked]  # before invalidate returned
-    a.parts.router.invalidate(Invalidation.membership("chat-1"))
-    expected = [revoked, Invalidation.membership("chat-1")]
-    await eventually(lambda: b.sockets.invalidations == c.sockets.invalidations == expected)
-
-
-async def test_one_failing_node_does_not_keep_an_invalidation_from_the_others(three) -> None:
-    _, (a, b, _c) = three
-
-    def broken(invalidation: Invalidation) -> None:
-        raise RuntimeError("this node's cache is broken")
-
-    a.parts.router.attach(a.node_id, a.sockets, broken)
-    a.parts.router.invalidate(Invalidation.membership("c"))
-    await eventually(lambda: b.sockets.invalidations == [Invalidation.membership("c")])
-
-
-async def test_a_detached_node_gets_nothing_more(three) -> None:
-    _, (a, b, _c) = three
-    user = user_homed_on([a, b], b.node_id)
-    b.parts.presence.connected(user, "d")
-    a.parts.router.publish([user], _event(1))
-    await eventually(lambda: len(b.sockets.delivered) == 1)
-    b.parts.router.detach(b.node_id)
-    a.parts.router.publish([user], _event(2))
-    a.parts.router.invalidate(Invalidation.membership("c"))
-    await eventually(lambda: len(a.sockets.invalidations) == 1)
-    assert b.sockets.events() == [{"n": 1}] and b.sockets.invalidations == []
 
 
 async def test_when_a_home_dies_its_users_move_and_what_it_held_is_resynced(three) -> None:

@@ -18,12 +18,15 @@ def test_messages_round_trip_in_one_datagram():
         Alive("n1", "10.0.0.1:7946", 3, 1_700_000_000_000, {"connections": 4, "load": 0.5}),
         Suspect("n3", 2, "n1"),
     ]
-    assert codec.decode_packet(codec.packet([codec.encode(m) for m in messages])) == messages
+    payload = codec.packet("n2", [codec.encode(m) for m in messages])
+    assert codec.decode_packet(payload) == ("n2", messages)
 
 
 def test_push_pull_round_trips():
-    state = PushPull((NodeState("n1", "[::1]:7946", 1, "suspect", 5, {}),), join=True)
+    state = PushPull((NodeState("n1", "[::1]:7946", 1, "suspect", 5, {}),), join=True, source="n1")
     assert codec.decode_push_pull(codec.encode_push_pull(state)) == state
+    answer = PushPull(state.nodes, to="n1", source="n2")
+    assert codec.decode_push_pull(codec.encode_push_pull(answer)) == answer
 
 
 @pytest.mark.parametrize(
@@ -31,15 +34,19 @@ def test_push_pull_round_trips():
     [
         b"",
         b"\xc1",  # never used in msgpack
-        msgpack.packb([{"t": "ping", "seq": 1}]),  # fields missing
-        msgpack.packb([{"t": "alive", "n": "x", "a": "nohost", "i": 1, "j": 1, "m": {}}]),
-        msgpack.packb([{"t": "suspect", "n": "x", "i": -1, "fr": "y"}]),
-        msgpack.packb([{"t": "dead", "n": "x" * 65, "i": 1, "fr": "y"}]),
-        msgpack.packb([{"t": "alive", "n": "x", "a": "h:1", "i": 1, "j": 1, "m": {"k": [1]}}]),
-        msgpack.packb([{1: "integer keys are refused"}]),
-        msgpack.packb([{"t": "exec", "code": "os.system"}]),
-        msgpack.packb([]) + b"trailing",
-        b"\x91" + msgpack.packb("x" * 2000),  # over a datagram
+        msgpack.packb(["n1", {"t": "ping", "seq": 1}]),  # fields missing
+        msgpack.packb(["n1", {"t": "alive", "n": "x", "a": "nohost", "i": 1, "j": 1, "m": {}}]),
+        msgpack.packb(["n1", {"t": "suspect", "n": "x", "i": -1, "fr": "y"}]),
+        msgpack.packb(["n1", {"t": "dead", "n": "x" * 65, "i": 1, "fr": "y"}]),
+        msgpack.packb(
+            ["n1", {"t": "alive", "n": "x", "a": "h:1", "i": 1, "j": 1, "m": {"k": [1]}}]
+        ),
+        msgpack.packb(["n1", {1: "integer keys are refused"}]),
+        msgpack.packb(["n1", {"t": "exec", "code": "os.system"}]),
+        msgpack.packb(["n1"]) + b"trailing",
+        msgpack.packb([{"t": "ack", "seq": 1}]),  # no destination
+        msgpack.packb([7, {"t": "ack", "seq": 1}]),  # a destination that is not an id
+        b"\x92" + msgpack.packb("n1") + msgpack.packb("x" * 2000),  # over a datagram
     ],
 )
 def test_anything_else_is_malformed(payload):
@@ -53,7 +60,7 @@ def test_a_node_counts_what_it_cannot_decode_and_carries_on():
     net.add("b", seeds=["a"])
     net.clock.run_for(2)
     a.receive(b"\x93garbage", "b:7946")
-    a.receive(msgpack.packb([{"t": "nope"}]), "b:7946")
+    a.receive(msgpack.packb(["a", {"t": "nope"}]), "b:7946")
     assert a.dropped == {"malformed": 1, "unknown_type": 1}
     net.clock.run_for(5)
     assert [m.status for m in a.members()] == ["alive", "alive"]

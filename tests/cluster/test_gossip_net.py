@@ -16,6 +16,8 @@ from chatd.cluster.gossip.codec import Ping
 from chatd.cluster.gossip.transport import split_address
 from chatd.cluster.seal import Keyring, Sealer
 from chatd.cluster.service import Cluster
+from tests.cluster.relay import Partition, Relay
+from tests.subprocess_server import free_port
 
 KEY = os.urandom(32)
 #: Five times the default pace, so a test takes seconds.
@@ -31,11 +33,13 @@ FAST = Timings(
 async def start() -> AsyncIterator[Callable[..., asyncio.Future]]:
     started: list[Cluster] = []
 
-    async def make(name: str, seeds: list[str] = (), key: bytes = KEY, **kw) -> Cluster:
+    async def make(
+        name: str, seeds: list[str] = (), key: bytes = KEY, bind: str = "127.0.0.1:0", **kw
+    ) -> Cluster:
         node = Cluster(
             name,
             Keyring((key,)),
-            bind="127.0.0.1:0",
+            bind=bind,
             seeds=list(seeds),
             timings=FAST,
             **kw,
@@ -93,10 +97,10 @@ async def test_a_replayed_datagram_is_dropped_and_counted(start):
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(5)
         me = f"127.0.0.1:{sock.getsockname()[1]}"
-        captured = sealer.seal(codec.packet([codec.encode(Ping(1, "a", "probe", me))]))
+        captured = sealer.seal(codec.packet("a", [codec.encode(Ping(1, "a", "probe", me))]))
         sock.sendto(captured, (host, port))
         ack, _ = await asyncio.to_thread(sock.recvfrom, 2048)
-        assert codec.decode_packet(sealer.open(ack))[0] == codec.Ack(1)
+        assert codec.decode_packet(sealer.open(ack)) == ("probe", [codec.Ack(1)])
         sock.sendto(captured, (host, port))  # the same bytes again
         await eventually(lambda: a.dropped["replay"] == 1)
         sock.settimeout(0.5)
@@ -105,3 +109,32 @@ async def test_a_replayed_datagram_is_dropped_and_counted(start):
     text = generate_latest(registry).decode()
     assert 'chatd_cluster_dropped_total{reason="replay"} 1.0' in text
     assert 'chatd_cluster_members{status="alive"} 1.0' in text
+
+
+async def test_a_datagram_captured_on_its_way_to_one_node_is_refused_by_another(start):
+    registry = CollectorRegistry()
+    a = await start("a")
+    b_port = free_port()
+    tap = Relay("b", ("127.0.0.1", b_port), Partition())
+    await tap.start()
+    try:
+        b = await start(
+            "b", seeds=[a.membership.address], bind=f"127.0.0.1:{b_port}", advertise=tap.address
+        )
+        c = await start("c", seeds=[a.membership.address], registry=registry)
+        everyone = {"a": "alive", "b": "alive", "c": "alive"}
+        await eventually(lambda: all(view(n) == everyone for n in (a, b, c)))
+        await eventually(lambda: len(tap.captured) > 0)
+        packet, _ = tap.captured[-1]  # sealed by a or c for b, passed on to b
+        refused_by_b = b.dropped["replay"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(packet, split_address(c.membership.address))
+            sock.sendto(packet, ("127.0.0.1", b_port))
+        await eventually(lambda: c.dropped["wrong_destination"] == 1)
+        await eventually(lambda: b.dropped["replay"] == refused_by_b + 1)
+        assert c.dropped["replay"] == 0  # c's window had never seen it: the id stopped it
+        text = generate_latest(registry).decode()
+        assert 'chatd_cluster_dropped_total{reason="wrong_destination"} 1.0' in text
+        assert all(view(n) == everyone for n in (a, b, c))
+    finally:
+        await tap.close()

@@ -52,6 +52,32 @@ async def test_a_retry_finds_the_message_of_an_owner_that_died_after_numbering(n
     assert [m.seq for m in await nodes[1].messages.after(chat.chat_id, 0, 10)] == [1]
 
 
+async def test_a_retry_repairs_what_an_owner_that_died_before_its_follow_up_writes_left(
+    nodes, monkeypatch
+):
+    a, b = await users(nodes[0], 2)
+    chat = await direct(nodes[0], a, b)
+    await nodes[0].messages.append(draft(chat.chat_id, a, "c1"))
+
+    async def dies(*args: object) -> None:  # the message is stored, then nothing more
+        pass
+
+    monkeypatch.setattr(nodes[0].messages, "_finish", dies)
+    pending = asyncio.ensure_future(nodes[0].messages.append(draft(chat.chat_id, a, "c2")))
+    while await nodes[1].messages.at_seq(chat.chat_id, 2) is None:
+        await asyncio.sleep(0.05)
+    pending.cancel()
+    await cql(  # the owner's lease is over
+        "UPDATE {ks}.msg_keys SET claimed_at = %s WHERE sender_id = %s AND client_msg_id = 'c2'",
+        (now_ms() - 60_000, a.user_id),
+    )
+    assert (await nodes[1].chats.get(chat.chat_id)).last_seq == 1
+    retry = await nodes[1].messages.append(draft(chat.chat_id, a, "c2"))
+    assert retry.created is False and retry.message.seq == 2
+    # History is bounded by the chat's last_seq: the retry raised it to the message.
+    assert (await nodes[2].chats.get(chat.chat_id)).last_seq == 2
+
+
 async def test_a_committed_change_is_finished_by_the_next_send(nodes, monkeypatch):
     admin, bob = await users(nodes[0], 2)
     chat = await group(nodes[0], admin, bob)

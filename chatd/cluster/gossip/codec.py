@@ -6,6 +6,11 @@ followed by its items is valid msgpack), so the sender knows each message's
 size and fills a datagram up to its budget exactly. Nothing decoded is trusted:
 ``decode_packet`` and ``decode_push_pull`` check every field's type and bound
 and raise ``Malformed`` (a metrics reason) on anything else. Never pickle.
+
+Every datagram starts with the id of the node it is meant for (the array's
+first item), and every push-pull names its receiver (``to``) and sender: the
+seal's replay window is the receiver's, so this is what stops a packet
+captured on its way to one node from being played to another.
 """
 
 from __future__ import annotations
@@ -110,6 +115,10 @@ class PushPull:
     nodes: tuple[NodeState, ...]
     #: Sent by a node joining through a seed (the seed answers with its state).
     join: bool = False
+    #: The node it is meant for; empty only in a join to a seed (its id unknown yet).
+    to: str = ""
+    #: The sender's node id (the answer is meant for it).
+    source: str = ""
 
 
 Message = Ping | IndirectPing | Ack | Nack | Alive | Suspect | Dead
@@ -183,13 +192,26 @@ def array_header(count: int) -> bytes:
     return b"\xdc" + count.to_bytes(2, "big")
 
 
-def packet(encoded: list[bytes]) -> bytes:
-    """A datagram payload from messages packed by ``encode``."""
-    return array_header(len(encoded)) + b"".join(encoded)
+def destination(to: str) -> bytes:
+    """The packed first item of a datagram meant for node ``to`` (its size counts)."""
+    return _pack(to)
+
+
+def packet(to: str, encoded: list[bytes]) -> bytes:
+    """A datagram payload for node ``to`` from messages packed by ``encode``."""
+    return array_header(len(encoded) + 1) + destination(to) + b"".join(encoded)
 
 
 def encode_push_pull(message: PushPull) -> bytes:
-    return _pack({"t": "pp", "join": message.join, "nodes": [_to_wire(n) for n in message.nodes]})
+    return _pack(
+        {
+            "t": "pp",
+            "join": message.join,
+            "to": message.to,
+            "fr": message.source,
+            "nodes": [_to_wire(n) for n in message.nodes],
+        }
+    )
 
 
 def meta_size(meta: Mapping[str, Any]) -> int:
@@ -221,12 +243,12 @@ def _unpack(data: bytes, limit: int) -> Any:
     raise Malformed("malformed")  # trailing bytes
 
 
-def decode_packet(data: bytes) -> list[Message]:
-    """The messages of one datagram payload, each validated."""
+def decode_packet(data: bytes) -> tuple[str, list[Message]]:
+    """The node a datagram payload is meant for, and its messages, each validated."""
     obj = _unpack(data, MAX_DATAGRAM)
-    if not isinstance(obj, list) or not obj:
+    if not isinstance(obj, list) or len(obj) < 2:
         raise Malformed("malformed")
-    return [_message(item) for item in obj]
+    return _id({"to": obj[0]}, "to"), [_message(item) for item in obj[1:]]
 
 
 def decode_push_pull(data: bytes) -> PushPull:
@@ -236,7 +258,10 @@ def decode_push_pull(data: bytes) -> PushPull:
     nodes = obj.get("nodes")
     if not isinstance(nodes, list):
         raise Malformed("malformed")
-    return PushPull(tuple(_node_state(n) for n in nodes), _bool(obj.get("join")))
+    to = "" if obj.get("to") == "" else _id(obj, "to")
+    return PushPull(
+        tuple(_node_state(n) for n in nodes), _bool(obj.get("join")), to, _id(obj, "fr")
+    )
 
 
 def _message(obj: Any) -> Message:

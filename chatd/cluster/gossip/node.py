@@ -141,7 +141,7 @@ class Node:
         goodbye = self.table.leave()
         peers = self.table.others("alive", "suspect")
         for peer in self._rng.sample(peers, min(LEAVE_FANOUT, len(peers))):
-            self._send(peer.address, [goodbye])
+            self._send(peer.node_id, peer.address, [goodbye])
 
     def stop(self) -> None:
         self.running = False
@@ -171,9 +171,12 @@ class Node:
         if not self.running:
             return
         try:
-            messages = codec.decode_packet(payload)
+            to, messages = codec.decode_packet(payload)
         except Malformed as exc:
             self.dropped[exc.reason] += 1
+            return
+        if to != self.node_id:  # captured on its way to another node, played here
+            self.dropped["wrong_destination"] += 1
             return
         for message in messages:
             self._handle(message, source)
@@ -182,7 +185,7 @@ class Node:
         match m:
             case Ping():
                 if m.target == self.node_id:
-                    self._send(source, [Ack(m.seq)])
+                    self._send(m.source, source, [Ack(m.seq)])
             case IndirectPing():
                 self._relay(m, source)
             case Ack():
@@ -200,14 +203,15 @@ class Node:
         seq = self.handlers.next_seq()
 
         def acked() -> None:
-            self._send(source, [Ack(m.seq)])
+            self._send(m.source, source, [Ack(m.seq)])
 
         def silent() -> None:
             if m.nack:
-                self._send(source, [Nack(m.seq)])
+                self._send(m.source, source, [Nack(m.seq)])
 
         self.handlers.expect(seq, acked, None, self.timings.probe_timeout_s, silent)
-        self._send(m.target_address, [Ping(seq, m.target, self.node_id, self.address)])
+        ping = Ping(seq, m.target, self.node_id, self.address)
+        self._send(m.target, m.target_address, [ping])
 
     def answer_push_pull(self, payload: bytes) -> bytes | None:
         """A peer's full state in, ours out (after merging, so a refutation is in it)."""
@@ -216,18 +220,22 @@ class Node:
         except Malformed as exc:
             self.dropped[exc.reason] += 1
             return None
+        if theirs.to != self.node_id and not (theirs.join and not theirs.to):
+            self.dropped["wrong_destination"] += 1
+            return None
         if self.running:
             self.table.merge(theirs.nodes)
-        return codec.encode_push_pull(self._full_state())
+        answer = PushPull(self._full_state().nodes, to=theirs.source, source=self.node_id)
+        return codec.encode_push_pull(answer)
 
     # -- network out -----------------------------------------------------------
 
-    def _send(self, address: str, messages: Sequence[object]) -> None:
-        """``messages`` and as many queued updates as fit, in one datagram."""
+    def _send(self, to: str, address: str, messages: Sequence[object]) -> None:
+        """``messages`` and as many queued updates as fit, in one datagram for node ``to``."""
         encoded = [codec.encode(m) for m in messages]  # type: ignore[arg-type]
-        budget = MAX_PAYLOAD - 3 - sum(len(e) for e in encoded)
+        budget = MAX_PAYLOAD - 3 - len(codec.destination(to)) - sum(len(e) for e in encoded)
         encoded += self.queue.take(budget, self.table.live_count())
-        self._transport.send(address, codec.packet(encoded))
+        self._transport.send(address, codec.packet(to, encoded))
 
     def _queue_update(self, node_id: str, message: Message) -> None:
         self.queue.queue(node_id, codec.encode(message))
@@ -252,10 +260,11 @@ class Node:
         ]
         n = self.table.live_count()
         for target in self._rng.sample(targets, min(self.timings.gossip_nodes, len(targets))):
-            updates = self.queue.take(MAX_PAYLOAD - 3, n)
+            budget = MAX_PAYLOAD - 3 - len(codec.destination(target.node_id))
+            updates = self.queue.take(budget, n)
             if not updates:
                 break
-            self._transport.send(target.address, codec.packet(updates))
+            self._transport.send(target.address, codec.packet(target.node_id, updates))
 
     def _full_state(self) -> PushPull:
         return PushPull(tuple(n.node_state() for n in self.table.nodes.values()))
@@ -266,7 +275,9 @@ class Node:
         mult = math.ceil(math.log2(n) - math.log2(32)) + 1 if n > 32 else 1
         return self.timings.push_pull_interval_s * mult
 
-    def push_pull(self, address: str, *, join: bool = False) -> None:
+    def push_pull(self, address: str, *, to: str = "", join: bool = False) -> None:
+        """Exchange full states with node ``to`` at ``address`` (``to`` empty: a seed)."""
+
         def on_reply(data: bytes | None) -> None:
             if data is None or not self.running:
                 return
@@ -275,18 +286,23 @@ class Node:
             except Malformed as exc:
                 self.dropped[exc.reason] += 1
                 return
+            if theirs.to != self.node_id:
+                self.dropped["wrong_destination"] += 1
+                return
             self.table.merge(theirs.nodes)
 
-        state = PushPull(self._full_state().nodes, join)
+        state = PushPull(self._full_state().nodes, join, to, self.node_id)
         self._transport.push_pull(address, codec.encode_push_pull(state), on_reply)
 
     def _push_pull_tick(self) -> None:
         live = self.table.others("alive")
         if live:
-            self.push_pull(self._rng.choice(live).address)
+            peer = self._rng.choice(live)
+            self.push_pull(peer.address, to=peer.node_id)
         dead = self.table.others("dead")
         if dead:  # a partition that healed is found this way
-            self.push_pull(self._rng.choice(dead).address)
+            peer = self._rng.choice(dead)
+            self.push_pull(peer.address, to=peer.node_id)
 
     def _join_tick(self) -> None:
         """Push-pull with every seed while no other node is known alive."""

@@ -92,7 +92,7 @@ class Prober:
         clock: Clock,
         rng: random.Random,
         handlers: AckHandlers,
-        send: Callable[[str, list[object]], None],
+        send: Callable[[str, str, list[object]], None],
         on_rtt: Callable[[str, float], None],
     ) -> None:
         self._table = table
@@ -185,7 +185,7 @@ class Prober:
                 request = IndirectPing(
                     seq, target.node_id, target.address, local.node_id, local.address
                 )
-                self._send(peer.address, [request])
+                self._send(peer.node_id, peer.address, [request])
 
         self._handlers.expect(seq, acked, nacked, interval, failed)
         ping = Ping(seq, target.node_id, local.node_id, local.address)
@@ -193,5 +193,5 @@ class Prober:
         if target.status == "suspect":
             # Lifeguard's buddy system: tell a suspect at once, so it can refute.
             first.append(Suspect(target.node_id, target.incarnation, local.node_id))
-        self._send(target.address, first)
+        self._send(target.node_id, target.address, first)
         self._clock.call_later(self._timings.probe_timeout_s, indirect)

@@ -255,8 +255,15 @@ class ScyllaMessages:
             if found.chat_id != d.chat_id:  # the key must name the chat it was found in
                 key = (found.chat_id, d.sender_id, d.client_msg_id, owner)
                 await self._cql.lwt("keys.chat", key, verify=_true)
+            # The owner died before its follow-up writes: the chat's last_seq (which
+            # bounds history reads) and the sender's marks are repaired here too.
+            chat_rows = [
+                marks.last(found.chat_id, found.seq, found.created_at),
+                marks.both(found.chat_id, d.sender_id, found.seq),
+            ]
             await self._cql.writes(
                 [
+                    (self._cql.batch(chat_rows), ()),
                     ("keys.done", (found.seq, found.message_id, d.sender_id, d.client_msg_id)),
                     ("messages.index", (found.message_id, found.chat_id, found.seq)),
                     *ref_writes([found]),
