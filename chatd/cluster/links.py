@@ -39,6 +39,7 @@ import msgpack
 
 from chatd.cluster.seal import Sealer
 from chatd.cluster.streams import SealedStream, StreamClosed, connect
+from chatd.core.tasks import limited
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class Link:
                     host, port, KIND, self._sealer, to=self.peer_id, timeout_s=3.0
                 )
                 await stream.send(msgpack.packb({"from": self.node_id, "session": self.session}))
-                reply = msgpack.unpackb(await asyncio.wait_for(stream.recv(), 5.0))
+                reply = msgpack.unpackb(await limited(5.0, stream.recv()))
                 boot = str(reply.get("boot", ""))
                 restarted = self.peer_boot is not None and boot != self.peer_boot
                 self.peer_boot = boot
@@ -223,7 +224,7 @@ class Link:
                     await stream.send(msgpack.packb([PING, now]))
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), PING_EVERY_S)
+                    await limited(PING_EVERY_S, self._wake.wait())
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, StreamClosed):
@@ -280,7 +281,7 @@ class Inbound:
         self.boot = new_session()
 
     async def accept(self, stream: SealedStream) -> None:
-        hello = msgpack.unpackb(await asyncio.wait_for(stream.recv(), 5.0))
+        hello = msgpack.unpackb(await limited(5.0, stream.recv()))
         peer, session = str(hello["from"]), str(hello["session"])
         state = self._peers.get(peer)
         if state is None or state.session != session:  # a new boot of that peer

@@ -25,6 +25,7 @@ from chatd.cluster.membership import Member, Membership
 from chatd.cluster.seal import Sealer
 from chatd.cluster.streams import StreamServer
 from chatd.core.errors import ChatdError
+from chatd.core.tasks import limited
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ class ClusterNode:
             self._calls.pop(call_id, None)
             raise ChatdError("unavailable", "no link to the node handling this; retry")
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._call_timeout)
+            return await limited(self._call_timeout, asyncio.shield(future))
         except TimeoutError:
             raise ChatdError(
                 "unavailable", "the node handling this did not answer; retry"

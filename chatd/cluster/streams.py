@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 import msgpack
 
 from chatd.cluster.seal import OVERHEAD, Dropped, Sealer
+from chatd.core.tasks import limited
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,7 @@ class StreamServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stream = SealedStream(reader, writer, self._sealer)
         try:
-            hello = msgpack.unpackb(
-                await asyncio.wait_for(stream.recv(), HELLO_TIMEOUT_S), raw=False
-            )
+            hello = msgpack.unpackb(await limited(HELLO_TIMEOUT_S, stream.recv()), raw=False)
             handler, node_id = self._handlers[hello["stream"]]
             channel = hello["ch"]
             if not isinstance(channel, bytes) or len(channel) != CHANNEL:
@@ -181,7 +180,7 @@ async def connect(
     """Open a stream of ``kind`` to the node ``to`` listening on ``host:port``
     (``to`` empty: whichever node is there, for kinds registered without an id)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        reader, writer = await limited(timeout_s, asyncio.open_connection(host, port))
     except (TimeoutError, OSError) as exc:
         raise StreamClosed(f"cannot connect: {exc}") from None
     stream = SealedStream(reader, writer, sealer)

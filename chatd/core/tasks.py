@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Background:
@@ -37,3 +38,14 @@ class Background:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+async def limited(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or ``TimeoutError`` after ``seconds``.
+
+    Use it instead of ``asyncio.wait_for``: on Python 3.11 that can swallow a
+    cancellation arriving as the awaited thing completes, so a loop cancelled at
+    shutdown carries on and its stop waits for ever.
+    """
+    async with asyncio.timeout(seconds):
+        return await awaitable

@@ -35,6 +35,7 @@ from chatd.core.ports.push import (
     PushTarget,
 )
 from chatd.core.ports.storage import Storage
+from chatd.core.tasks import limited
 
 log = logging.getLogger(__name__)
 #: Backoff never grows past an hour.
@@ -157,11 +158,8 @@ class PushWorker:
         poll = self._settings.poll_interval_s
         next_scan = 0.0
         while True:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
-            # cancellation that stops this loop when the event fires at that moment.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, next_scan - time.monotonic())):
-                    await self._wake.wait()
+                await limited(max(0.0, next_scan - time.monotonic()), self._wake.wait())
             self._wake.clear()
             try:
                 if self._kicked:
@@ -235,8 +233,7 @@ class PushWorker:
             for item, target, _ in batch
         ]
         try:
-            async with asyncio.timeout(self._settings.timeout_s + 5):
-                results = await provider.send(notes)
+            results = await limited(self._settings.timeout_s + 5, provider.send(notes))
             if len(results) != len(notes):
                 raise ValueError(f"{len(results)} results for {len(notes)} notifications")
         except TimeoutError:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from chatd.cluster.seal import Dropped, Sealer
 from chatd.cluster.streams import SealedStream, StreamClosed, StreamServer, connect
+from chatd.core.tasks import limited
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class NetTransport:
         try:
             stream = await connect(host, port, STREAM_KIND, self._sealer, timeout_s=TCP_TIMEOUT_S)
             await stream.send(payload)
-            reply = await asyncio.wait_for(stream.recv(), TCP_TIMEOUT_S)
+            reply = await limited(TCP_TIMEOUT_S, stream.recv())
         except (StreamClosed, TimeoutError) as exc:
             log.debug("push-pull with %s failed: %s", address, exc)
         finally:
@@ -158,7 +159,7 @@ class NetTransport:
 
     async def _serve_push_pull(self, stream: SealedStream) -> None:
         try:
-            payload = await asyncio.wait_for(stream.recv(), TCP_TIMEOUT_S)
+            payload = await limited(TCP_TIMEOUT_S, stream.recv())
         except TimeoutError:
             return
         reply = self.on_push_pull(payload)
