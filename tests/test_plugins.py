@@ -26,7 +26,7 @@ runner = CliRunner()
             {"storage": {"sqlite": {"synchronous": 1}}},
             "[storage.sqlite] synchronous must be a string",
         ),
-        ({"media": {"local": {"root": "/srv"}}}, "[media.local] root: unknown key"),
+        ({"media": {"local": {"bucket": "srv"}}}, "[media.local] bucket: unknown key"),
     ],
 )
 def test_a_bad_plugin_table_stops_startup_naming_the_key(tmp_path, table, message):

@@ -50,7 +50,11 @@ PROBE_EVERY_S = 1.0
 
 @dataclass(frozen=True)
 class LocalSettings:
-    """``[media.local]``: nothing to set yet (a key there is a mistake, and reported)."""
+    """``[media.local]``."""
+
+    #: Where blobs live; empty: ``<data_dir>/media``. In a cluster, a directory
+    #: every node mounts (NFS, CephFS...), so any node serves any upload.
+    root: str = ""
 
     @classmethod
     def read(cls, table: Mapping[str, Any], context: PluginContext) -> LocalSettings:
@@ -58,16 +62,23 @@ class LocalSettings:
 
 
 def create(settings: Mapping[str, Any], context: PluginContext) -> LocalBlobStore:
-    """The ``chatd.media`` entry point ``local``: blobs under ``<data_dir>/media``."""
-    LocalSettings.read(settings, context)
-    return LocalBlobStore(context.data_dir)
+    """The ``chatd.media`` entry point ``local``: blobs under ``[media.local] root``
+    (default ``<data_dir>/media``)."""
+    root = LocalSettings.read(settings, context).root
+    return LocalBlobStore(
+        Path(root).expanduser() if root else context.data_dir / "media", context.node_id
+    )
 
 
 class LocalBlobStore:
-    def __init__(self, data_dir: Path) -> None:
-        self.root = Path(data_dir) / "media"
+    """Blobs named by content under ``root/blobs``; uploads staged in this node's own
+    ``root/tmp/<node_id>`` (a node cleaning up after a crash never touches another
+    node's uploads in flight when several nodes share ``root``)."""
+
+    def __init__(self, root: Path, node_id: str = "node") -> None:
+        self.root = root
         self.blobs = self.root / "blobs"
-        self.tmp = self.root / "tmp"
+        self.tmp = self.root / "tmp" / node_id
         self._failure: str | None = None
         self._probed_at = 0.0
 

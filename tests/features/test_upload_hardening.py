@@ -279,4 +279,4 @@ async def test_a_client_aborting_mid_upload_is_a_disconnect_not_an_error(chatd_p
     log = (chatd_process.data_dir.parent / f"server-{chatd_process.port}.log").read_text()
     assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
     staged = chatd_process.data_dir / "media" / "tmp"
-    assert [p for p in staged.iterdir() if p.suffix == ".part"] == []
+    assert list(staged.rglob("*.part")) == []
