@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -265,8 +266,15 @@ async def gather_limited(calls: Sequence[Awaitable[Any]], limit: int = 64) -> li
     semaphore = asyncio.Semaphore(limit)
 
     async def one(call: Awaitable[Any]) -> Any:
-        async with semaphore:
-            return await call
+        try:
+            async with semaphore:
+                return await call
+        except BaseException:
+            # Cancelled while waiting its turn (a shutdown): the call never started;
+            # closing it avoids a "coroutine was never awaited" warning.
+            if inspect.iscoroutine(call):
+                call.close()
+            raise
 
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
