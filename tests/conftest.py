@@ -25,6 +25,7 @@ from chatd.client import ChatdClient
 from chatd.config import Config, from_dict
 from chatd.gateway.context import SERVICES, Services
 from tests.scylla_server import drop_session_keyspace, scylla_server
+from tests.webhook_receiver import WebhookReceiver
 
 PASSWORD = "correct horse battery"
 # Argon2id stays on, with small costs so hundreds of test logins stay fast.
@@ -261,3 +262,12 @@ async def before_sentinel(ws: Any, sender: ChatdClient, **to: str) -> list[dict[
                 break
             before.append(data)
     return before
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[WebhookReceiver]:
+    """A local webhook push receiver that checks signatures (push tests)."""
+    receiver = WebhookReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()  # also ends requests it was told to hang

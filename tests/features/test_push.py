@@ -24,15 +24,6 @@ PAYLOAD_KEYS = {
 
 
 @pytest.fixture
-async def hook():
-    receiver = WebhookReceiver()
-    await receiver.start()
-    yield receiver
-    receiver.hang = False
-    await receiver.stop()
-
-
-@pytest.fixture
 def config_overrides(hook):
     return {
         "push": {

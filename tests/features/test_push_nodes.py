@@ -27,14 +27,6 @@ from tests.webhook_receiver import SECRET, WebhookReceiver
 
 
 @pytest.fixture
-async def hook() -> AsyncIterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
-
-
-@pytest.fixture
 def config_overrides(hook: WebhookReceiver) -> dict[str, Any]:
     return {
         "push": {

@@ -10,15 +10,7 @@ import pytest
 
 from chatd.app import build_app
 from tests.conftest import test_config
-from tests.webhook_receiver import SECRET, WebhookReceiver
-
-
-@pytest.fixture
-async def hook():
-    receiver = WebhookReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
+from tests.webhook_receiver import SECRET
 
 
 @pytest.fixture

@@ -7,15 +7,7 @@ import pytest
 from admin_tui.widgets.paged_table import PagedTable
 from tests.features.test_push import register
 from tests.tui.conftest import console, notes, settle
-from tests.webhook_receiver import SECRET, WebhookReceiver
-
-
-@pytest.fixture
-async def hook():
-    receiver = WebhookReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
+from tests.webhook_receiver import SECRET
 
 
 @pytest.fixture
