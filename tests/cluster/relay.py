@@ -188,6 +188,14 @@ class Relay:
     # -- streams ---------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._pipe(reader, writer)
+        except asyncio.CancelledError:
+            # Cancelled at teardown. Not re-raised: Python 3.11's start_server
+            # callback calls task.exception() on it and logs the CancelledError.
+            writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         dialer = await asyncio.to_thread(self.partition.dialer, peer)
         if not self.partition.passes(dialer, self.name):

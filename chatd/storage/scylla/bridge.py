@@ -266,17 +266,19 @@ async def gather_limited(calls: Sequence[Awaitable[Any]], limit: int = 64) -> li
     semaphore = asyncio.Semaphore(limit)
 
     async def one(call: Awaitable[Any]) -> Any:
-        try:
-            async with semaphore:
-                return await call
-        except BaseException:
-            # Cancelled while waiting its turn (a shutdown): the call never started;
-            # closing it avoids a "coroutine was never awaited" warning.
-            if inspect.iscoroutine(call):
-                call.close()
-            raise
+        async with semaphore:
+            return await call
 
-    return list(await asyncio.gather(*(one(c) for c in calls)))
+    try:
+        return list(await asyncio.gather(*(one(c) for c in calls)))
+    except BaseException:
+        # Cancelled (a shutdown) before some calls had their turn, or before their
+        # wrapper even ran: close those that never started, so none is left
+        # "never awaited".
+        for call in calls:
+            if inspect.iscoroutine(call) and inspect.getcoroutinestate(call) == "CORO_CREATED":
+                call.close()
+        raise
 
 
 class KeyedLocks:
