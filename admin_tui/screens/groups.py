@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable
 from typing import Any
 
-from textual.binding import Binding
-from textual.widget import Widget
-from textual.widgets import Input
-
 from admin_tui import format as fmt
-from admin_tui.screens.base import AdminScreen
 from admin_tui.screens.group_detail import GroupDetailScreen
-from admin_tui.widgets.paged_table import PagedTable
+from admin_tui.screens.search_list import SearchListScreen
 
 
 def group_row(group: dict[str, Any]) -> tuple[Any, ...]:
@@ -24,47 +19,16 @@ def group_row(group: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-class GroupsScreen(AdminScreen):
+class GroupsScreen(SearchListScreen):
     MODE = "groups"
-    CSS_PATH = "../styles/lists.tcss"
-    BINDINGS = [
-        Binding("slash", "search", "Search"),
-        Binding("down", "to_table", "To list", show=False),
-    ]
-    AUTO_FOCUS = "#search"
+    PLACEHOLDER = "group name starts with... (type to search)"
+    COLUMNS = ("name", "members", "created", "messages")
+    ITEMS = "groups"
+    KEY = "group_id"
+    row = staticmethod(group_row)
 
-    def body(self) -> Iterable[Widget]:
-        yield Input(placeholder="group name starts with... (type to search)", id="search")
-        yield PagedTable(
-            ("name", "members", "created", "messages"),
-            items="groups",
-            key="group_id",
-            row=group_row,
-            id="groups",
-        )
+    def fetch(self, q: str, cursor: str | None) -> Awaitable[dict[str, Any]]:
+        return self.api.groups(q, cursor=cursor)
 
-    def action_reload(self) -> None:
-        self._search(self.query_one("#search", Input).value)
-
-    def _search(self, q: str) -> None:
-        self.query_one(PagedTable).reload(lambda cursor: self.api.groups(q.strip(), cursor=cursor))
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self._search(event.value)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.action_to_table()
-
-    def action_search(self) -> None:
-        self.query_one("#search", Input).focus()
-
-    def action_to_table(self) -> None:
-        self.query_one(PagedTable).focus()
-
-    def on_paged_table_loaded(self, event: PagedTable.Loaded) -> None:
-        self.table_title(event.table, "groups")
-
-    def on_data_table_row_selected(self, event: PagedTable.RowSelected) -> None:
-        group = self.query_one(PagedTable).items.get(str(event.row_key.value))
-        if group is not None:
-            self.app.push_screen(GroupDetailScreen(group["group_id"], group.get("name", "")))
+    def open(self, item: dict[str, Any]) -> None:
+        self.app.push_screen(GroupDetailScreen(item["group_id"], item.get("name", "")))

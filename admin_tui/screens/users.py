@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable
 from typing import Any
 
 from textual.binding import Binding
-from textual.widget import Widget
-from textual.widgets import Input
 
 from admin_tui import format as fmt
-from admin_tui.screens.base import AdminScreen
 from admin_tui.screens.invite import InviteDialog
+from admin_tui.screens.search_list import SearchListScreen
 from admin_tui.screens.user_detail import UserDetailScreen
-from admin_tui.widgets.paged_table import PagedTable
 
 
 def user_row(user: dict[str, Any]) -> tuple[Any, ...]:
@@ -29,55 +26,20 @@ def user_row(user: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-class UsersScreen(AdminScreen):
+class UsersScreen(SearchListScreen):
     MODE = "users"
-    CSS_PATH = "../styles/lists.tcss"
-    BINDINGS = [
-        Binding("slash", "search", "Search"),
-        Binding("i", "invite", "Invite"),
-        Binding("down", "to_table", "To list", show=False),
-    ]
-    AUTO_FOCUS = "#search"
+    BINDINGS = [Binding("i", "invite", "Invite")]
+    PLACEHOLDER = "username starts with... (type to search)"
+    COLUMNS = ("username", "display name", "admin", "banned", "devices", "last seen")
+    ITEMS = "users"
+    KEY = "user_id"
+    row = staticmethod(user_row)
 
-    def body(self) -> Iterable[Widget]:
-        yield Input(placeholder="username starts with... (type to search)", id="search")
-        yield PagedTable(
-            ("username", "display name", "admin", "banned", "devices", "last seen"),
-            items="users",
-            key="user_id",
-            row=user_row,
-            id="users",
-        )
+    def fetch(self, q: str, cursor: str | None) -> Awaitable[dict[str, Any]]:
+        return self.api.users(q, cursor=cursor)
 
-    def action_reload(self) -> None:
-        self._search(self.query_one("#search", Input).value)
-
-    def _search(self, q: str) -> None:
-        self.query_one(PagedTable).reload(lambda cursor: self.api.users(q.strip(), cursor=cursor))
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self._search(event.value)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.action_to_table()
-
-    def action_search(self) -> None:
-        self.query_one("#search", Input).focus()
-
-    def action_to_table(self) -> None:
-        self.query_one(PagedTable).focus()
+    def open(self, item: dict[str, Any]) -> None:
+        self.app.push_screen(UserDetailScreen(item["user_id"], item.get("username", "")))
 
     def action_invite(self) -> None:
         self.app.push_screen(InviteDialog(self.api))
-
-    def on_paged_table_loaded(self, event: PagedTable.Loaded) -> None:
-        self.table_title(event.table, "users")
-
-    def on_data_table_row_selected(self, event: PagedTable.RowSelected) -> None:
-        user = self.query_one(PagedTable).items.get(str(event.row_key.value))
-        if user is not None:
-            self.app.push_screen(UserDetailScreen(user["user_id"], user.get("username", "")))
-
-    def on_screen_resume(self) -> None:
-        """Back from a user's page: show what changed (a ban, a new admin)."""
-        self.query_one(PagedTable).refresh_page()
