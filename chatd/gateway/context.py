@@ -44,6 +44,7 @@ class Services:
     groups: GroupService
     messages: MessageService
     receipts: ReceiptService
+    #: Announces presence and typing to contacts (built on ``presence_state``).
     presence: PresenceService
     sync: SyncService
     media: MediaService
@@ -52,6 +53,7 @@ class Services:
     sessions: SessionRegistry
     fanout: FanOut
     router: Router
+    #: The presence port: which users and devices are online, on this node or any.
     presence_state: Presence
     metrics: Metrics
     node_id: str

@@ -7,54 +7,30 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 
 import pytest
 
 from chatd.client import ChatdClient
-from tests.conftest import PASSWORD
-from tests.subprocess_server import ServerProcess, free_port
-
-CHATD = (sys.executable, "-m", "chatd")
+from tests.cluster.processes import CHATD, admin_token, cluster_key, node_process, statuses
+from tests.subprocess_server import free_port
 
 
 @pytest.fixture
 async def cluster(tmp_path, server_overrides, server_storage):
     if server_storage != "scylla":
         pytest.skip("a cluster shares a ScyllaDB keyspace, not an SQLite file")
-    key = tmp_path / "cluster.key"
-    key.write_text(os.urandom(32).hex() + "\n")
+    key = cluster_key(tmp_path)
     ports = [free_port() for _ in range(3)]
-    servers = []
-    for i, port in enumerate(ports):
-        cluster = {
-            "enabled": True,
-            "bind": f"127.0.0.1:{port}",
-            "seeds": [f"127.0.0.1:{ports[0]}"] if i else [],
-            "secret_file": str(key),
-        }
-        overrides = {**server_overrides, "cluster": cluster, "server": {"node_id": f"node-{i}"}}
-        servers.append(ServerProcess(tmp_path / f"node-{i}", overrides))
+    seed = f"127.0.0.1:{ports[0]}"
+    servers = [
+        node_process(
+            tmp_path, server_overrides, f"node-{i}", bind=port, seed=seed if i else None, key=key
+        )
+        for i, port in enumerate(ports)
+    ]
     yield servers, [f"127.0.0.1:{p}" for p in ports]
     for server in servers:
         server.stop()
-
-
-async def admin_token(server: ServerProcess) -> str:
-    subprocess.run(
-        [*CHATD, "user", "add", "root", "--admin", "--password-stdin", "-c", str(server.config)],
-        input=PASSWORD.encode() + b"\n",
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    async with ChatdClient(server.url) as client:
-        await client.login("root", PASSWORD)
-        return str(client.token)
-
-
-def statuses(answer: dict) -> dict[str, str]:
-    return {n["node_id"]: n["status"] for n in answer["nodes"]}
 
 
 async def test_three_processes_cluster_and_see_a_killed_one_suspect_then_dead(cluster):

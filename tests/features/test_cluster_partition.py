@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 from collections.abc import AsyncIterator
 
@@ -18,8 +17,14 @@ import pytest
 
 from chatd.client import ApiError, ChatdClient
 from chatd.cluster.hrw import owner
+from tests.cluster.processes import (
+    admin_token,
+    cluster_key,
+    node_process,
+    statuses,
+    wait_clustered,
+)
 from tests.cluster.relay import Partition, Relay
-from tests.cluster.test_cluster_processes import admin_token, statuses
 from tests.conftest import PASSWORD
 from tests.subprocess_server import ServerProcess, free_port
 
@@ -33,8 +38,7 @@ async def partitioned(
 ) -> AsyncIterator[tuple[list[ServerProcess], Partition]]:
     if server_storage != "scylla":
         pytest.skip("a cluster shares a ScyllaDB keyspace, not an SQLite file")
-    key = tmp_path / "cluster.key"
-    key.write_text(os.urandom(32).hex() + "\n")
+    key = cluster_key(tmp_path)
     partition = Partition()
     binds = [free_port() for _ in NAMES]
     relays = [
@@ -45,35 +49,25 @@ async def partitioned(
         for relay in relays:
             await relay.start()
         for i, (name, relay) in enumerate(zip(NAMES, relays, strict=True)):
-            http_port = free_port()
-            cluster = {
-                "enabled": True,
-                "bind": f"127.0.0.1:{binds[i]}",
-                "advertise": relay.address,
-                "seeds": [relays[0].address] if i else [],
-                "secret_file": str(key),
-                "public_url": f"http://127.0.0.1:{http_port}",
-                # Healing waits for a push-pull with a node held dead (30 s by default).
-                "push_pull_interval_s": 2.0,
-            }
-            overrides = {**server_overrides, "cluster": cluster, "server": {"node_id": name}}
-            servers.append(ServerProcess(tmp_path / name, overrides, http_port))
+            servers.append(
+                node_process(
+                    tmp_path,
+                    server_overrides,
+                    name,
+                    bind=binds[i],
+                    seed=relays[0].address if i else None,
+                    key=key,
+                    advertise=relay.address,
+                    # Healing waits for a push-pull with a node held dead (30 s by default).
+                    push_pull_interval_s=2.0,
+                )
+            )
             partition.add_node(name, ("127.0.0.1", binds[i]))
         for name, server in zip(NAMES, servers, strict=True):
             await server.start()
             assert server.proc is not None
             partition.add_node(name, ("127.0.0.1", binds[NAMES.index(name)]), server.proc.pid)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while True:
-            healths = []
-            for server in servers:
-                async with ChatdClient(server.url) as probe:
-                    healths.append(await probe.health())
-            if all(h.get("cluster", {}).get("nodes_alive") == 3 for h in healths):
-                break
-            assert loop.time() < deadline, healths
-            await asyncio.sleep(0.2)
+        await wait_clustered(servers)
         yield servers, partition
     finally:
         for server in servers:

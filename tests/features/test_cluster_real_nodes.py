@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from chatd.client import ApiError, ChatdClient
+from tests.cluster.processes import cluster_key, node_process, wait_clustered
 from tests.conftest import PASSWORD
 from tests.subprocess_server import ServerProcess, free_port
 
@@ -20,35 +20,19 @@ from tests.subprocess_server import ServerProcess, free_port
 async def nodes(tmp_path, server_overrides, server_storage) -> AsyncIterator[list[ServerProcess]]:
     if server_storage != "scylla":
         pytest.skip("a cluster shares a ScyllaDB keyspace, not an SQLite file")
-    key = tmp_path / "cluster.key"
-    key.write_text(os.urandom(32).hex() + "\n")
+    key = cluster_key(tmp_path)
     ports = [free_port() for _ in range(3)]
-    servers = []
-    for i, port in enumerate(ports):
-        http_port = free_port()
-        cluster = {
-            "enabled": True,
-            "bind": f"127.0.0.1:{port}",
-            "seeds": [f"127.0.0.1:{ports[0]}"] if i else [],
-            "secret_file": str(key),
-            "public_url": f"http://127.0.0.1:{http_port}",
-        }
-        overrides = {**server_overrides, "cluster": cluster, "server": {"node_id": f"node-{i}"}}
-        servers.append(ServerProcess(tmp_path / f"node-{i}", overrides, http_port))
+    seed = f"127.0.0.1:{ports[0]}"
+    servers = [
+        node_process(
+            tmp_path, server_overrides, f"node-{i}", bind=port, seed=seed if i else None, key=key
+        )
+        for i, port in enumerate(ports)
+    ]
     try:
         for server in servers:
             await server.start()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while True:
-            healths = []
-            for server in servers:
-                async with ChatdClient(server.url) as probe:
-                    healths.append(await probe.health())
-            if all(h.get("cluster", {}).get("nodes_alive") == 3 for h in healths):
-                break
-            assert loop.time() < deadline, healths
-            await asyncio.sleep(0.2)
+        await wait_clustered(servers)
         yield servers
     finally:
         for server in servers:
