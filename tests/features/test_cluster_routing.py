@@ -242,7 +242,9 @@ async def test_a_peer_whose_links_are_cut_does_not_delay_the_others(nodes, clien
             while event["data"]["type"] == "system":  # the groups' "created"
                 event = await b_ws.next_event("new_message", timeout=5)
             assert event["data"]["content"] == f"n{n}"
-            assert loop.time() - started < 0.5
+            # Not held by c's link (its frames wait in a bounded queue); the bound
+            # leaves room for a loaded CI machine, far under any link timeout.
+            assert loop.time() - started < 2.0
 
 
 async def _group_owned_by(
@@ -272,7 +274,8 @@ async def test_a_dead_owner_fails_writes_in_flight_and_its_chats_move(started, c
     cluster.set_status(c.node_id, "dead")
     with pytest.raises(ApiError) as refused:
         await send
-    assert refused.value.code == "unavailable" and loop.time() - started_at < 1.0
+    # Failed when c is declared dead, not after the 30 s call timeout.
+    assert refused.value.code == "unavailable" and loop.time() - started_at < 3.0
     # The client retries: the chat has a new owner, and the retry is stored once.
     assert _owner(nodes, chat_id) != c.node_id
     ack = await alice.send_message(chat_id=chat_id, content="in flight", client_msg_id="k1")
