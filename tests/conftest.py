@@ -25,7 +25,7 @@ from chatd.client import ChatdClient
 from chatd.config import Config, from_dict
 from chatd.gateway.context import SERVICES, Services
 from tests.scylla_server import drop_session_keyspace, scylla_server
-from tests.webhook_receiver import WebhookReceiver
+from tests.webhook_receiver import SECRET, WebhookReceiver
 
 PASSWORD = "correct horse battery"
 # Argon2id stays on, with small costs so hundreds of test logins stay fast.
@@ -262,6 +262,20 @@ async def before_sentinel(ws: Any, sender: ChatdClient, **to: str) -> list[dict[
                 break
             before.append(data)
     return before
+
+
+def fast_push(hook: WebhookReceiver, max_attempts: int = 3) -> dict[str, Any]:
+    """``config_overrides`` for push tests: the webhook provider to ``hook``, with
+    retries and polling fast enough for a test to watch them."""
+    return {
+        "push": {
+            "retry_base_ms": 100,
+            "max_attempts": max_attempts,
+            "poll_interval_ms": 50,
+            "timeout_ms": 1000,
+            "webhook": {"url": hook.url, "secret": SECRET},
+        }
+    }
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import pytest
 
 from chatd.client import ApiError
 from chatd.core.ports.push import Outcome, PushResult
-from tests.webhook_receiver import SECRET, WebhookReceiver
+from tests.conftest import fast_push
+from tests.webhook_receiver import WebhookReceiver
 
 PAYLOAD_KEYS = {
     "type", "chat_id", "message_id", "seq", "sender_id", "sender_name", "chat_title",
@@ -25,15 +26,7 @@ PAYLOAD_KEYS = {
 
 @pytest.fixture
 def config_overrides(hook):
-    return {
-        "push": {
-            "retry_base_ms": 100,
-            "max_attempts": 3,
-            "poll_interval_ms": 50,
-            "timeout_ms": 1000,
-            "webhook": {"url": hook.url, "secret": SECRET},
-        }
-    }
+    return fast_push(hook, max_attempts=3)
 
 
 async def register(client, token: str | None = None) -> None:

@@ -22,21 +22,13 @@ from chatd.cluster.local import LocalRouter
 from chatd.gateway.context import SERVICES, Services
 from chatd.presence.local import LocalPresence
 from tests.cluster.nodes import Node, start_nodes, stop_nodes
-from tests.conftest import PASSWORD, merge, test_config
-from tests.webhook_receiver import SECRET, WebhookReceiver
+from tests.conftest import PASSWORD, fast_push, merge, test_config
+from tests.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture
 def config_overrides(hook: WebhookReceiver) -> dict[str, Any]:
-    return {
-        "push": {
-            "retry_base_ms": 100,
-            "max_attempts": 3,
-            "poll_interval_ms": 50,
-            "timeout_ms": 1000,
-            "webhook": {"url": hook.url, "secret": SECRET},
-        }
-    }
+    return fast_push(hook, max_attempts=3)
 
 
 @pytest.fixture
@@ -104,6 +96,19 @@ def services(node: Node) -> Services:
     return node.app[SERVICES]  # type: ignore[no-any-return]
 
 
+async def direct_across(
+    cluster: list[Node], clients: Callable[..., Any]
+) -> tuple[ChatdClient, ChatdClient, str, Node, Node]:
+    """Alice and Bob signed in on the first node, their direct chat, the node that
+    owns it (whose notify step decides) and the other node."""
+    alice = await clients(cluster[0].url, "alice")
+    bob = await clients(cluster[0].url, "bob")
+    chat_id = str((await alice.open_direct(bob.user_id))["chat_id"])
+    owner = next(n for n in cluster if n.node_id == cluster[0].parts.owners.owner(chat_id))
+    elsewhere = next(n for n in cluster if n is not owner)
+    return alice, bob, chat_id, owner, elsewhere
+
+
 # -- target changes reach every node's cache at once --------------------------------------
 
 
@@ -135,11 +140,7 @@ async def test_a_target_registered_on_one_instance_is_used_by_the_other_at_once(
 async def test_a_target_registered_on_one_cluster_node_is_used_by_the_chat_owner_at_once(
     cluster, clients, hook
 ):
-    alice = await clients(cluster[0].url, "alice")
-    bob = await clients(cluster[0].url, "bob")
-    chat_id = (await alice.open_direct(bob.user_id))["chat_id"]
-    owner = cluster[0].parts.owners.owner(chat_id)
-    elsewhere = next(n for n in cluster if n.node_id != owner)
+    alice, bob, chat_id, _, elsewhere = await direct_across(cluster, clients)
     bob_elsewhere = same_device(bob, elsewhere)
     try:
         await alice.send_message(chat_id=chat_id, content="before")  # the owner caches: none
@@ -156,11 +157,7 @@ async def test_a_target_registered_on_one_cluster_node_is_used_by_the_chat_owner
 
 
 async def test_a_device_connected_to_another_cluster_node_gets_no_push(cluster, clients, hook):
-    alice = await clients(cluster[0].url, "alice")
-    bob = await clients(cluster[0].url, "bob")
-    chat_id = (await alice.open_direct(bob.user_id))["chat_id"]
-    owner = next(n for n in cluster if n.node_id == cluster[0].parts.owners.owner(chat_id))
-    elsewhere = next(n for n in cluster if n is not owner)
+    alice, bob, chat_id, owner, elsewhere = await direct_across(cluster, clients)
     await bob.set_push(bob.device_id, "webhook", token="t")
     bob_there = same_device(bob, elsewhere)
     try:
@@ -179,11 +176,7 @@ async def test_a_device_connected_to_another_cluster_node_gets_no_push(cluster, 
 
 
 async def test_connecting_to_a_node_other_than_the_owner_cancels_what_waits(cluster, clients, hook):
-    alice = await clients(cluster[0].url, "alice")
-    bob = await clients(cluster[0].url, "bob")
-    chat_id = (await alice.open_direct(bob.user_id))["chat_id"]
-    owner = next(n for n in cluster if n.node_id == cluster[0].parts.owners.owner(chat_id))
-    elsewhere = next(n for n in cluster if n is not owner)
+    alice, bob, chat_id, owner, elsewhere = await direct_across(cluster, clients)
     await bob.set_push(bob.device_id, "webhook", token="t")
     hook.answers = [(503, "4")]  # the first try fails: the item waits 4 s in the outbox
     await alice.send_message(chat_id=chat_id, content="hello")  # enqueued by the owner

@@ -9,21 +9,12 @@ from collections import Counter
 import pytest
 
 from chatd.app import build_app
-from tests.conftest import test_config
-from tests.webhook_receiver import SECRET
+from tests.conftest import fast_push, test_config
 
 
 @pytest.fixture
 def config_overrides(hook):
-    return {
-        "push": {
-            "retry_base_ms": 100,
-            "max_attempts": 5,
-            "poll_interval_ms": 50,
-            "timeout_ms": 1000,
-            "webhook": {"url": hook.url, "secret": SECRET},
-        }
-    }
+    return fast_push(hook, max_attempts=5)
 
 
 async def test_a_waiting_notification_survives_kill_9(process_user, chatd_process, hook):

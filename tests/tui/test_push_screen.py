@@ -5,22 +5,14 @@ from __future__ import annotations
 import pytest
 
 from admin_tui.widgets.paged_table import PagedTable
+from tests.conftest import fast_push
 from tests.features.test_push import register
 from tests.tui.conftest import console, notes, settle
-from tests.webhook_receiver import SECRET
 
 
 @pytest.fixture
 def config_overrides(hook):
-    return {
-        "push": {
-            "retry_base_ms": 100,
-            "max_attempts": 2,
-            "poll_interval_ms": 50,
-            "timeout_ms": 1000,
-            "webhook": {"url": hook.url, "secret": SECRET},
-        }
-    }
+    return fast_push(hook, max_attempts=2)
 
 
 async def test_a_dead_notification_shows_its_error_and_r_sends_it_again(
