@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,6 +34,8 @@ FrameHandler = Callable[[str, list[Any]], None]
 CallHandler = Callable[[str, dict[str, Any]], "asyncio.Future[Any] | Any"]
 #: How long a forwarded write may take on its owner before ``unavailable``.
 CALL_TIMEOUT_S = 10.0
+#: Membership changes remembered for ``owner_lost``.
+RECENT_CHANGES = 32
 
 
 class ClusterNode:
@@ -65,6 +68,9 @@ class ClusterNode:
         #: The ring before the last change, and when it changed (hand-over fences).
         self.previous_ring = Rendezvous([self.node_id])
         self.changed_at = 0.0
+        #: (when, the ring before) of the recent changes: an owner lost two changes
+        #: ago (b dies, then a) is still a lost owner.
+        self._recent: deque[tuple[float, Rendezvous]] = deque(maxlen=RECENT_CHANGES)
         self._started = False
         server.register(links.KIND, self._inbound.accept, node_id=self.node_id)
         self.on("call", self._on_call)
@@ -176,6 +182,7 @@ class ClusterNode:
             previous = Rendezvous([n for n in alive if n != self.node_id] or [self.node_id])
         self.previous_ring, self.ring = previous, Rendezvous(list(alive))
         self.changed_at = asyncio.get_running_loop().time()
+        self._recent.append((self.changed_at, previous))
         log.info("cluster: %d alive nodes", len(alive))
         for listener in self._change_listeners:
             try:
@@ -214,18 +221,24 @@ class ClusterNode:
         return before
 
     def owner_lost(self, key: str, window_s: float) -> bool:
-        """Whether ``key``'s owner before the last change, less than ``window_s`` ago,
-        is gone without leaving (dead or cut off): what it stored last may not
-        have reached us."""
-        if asyncio.get_running_loop().time() - self.changed_at > window_s:
-            return False
-        before = self.previous_ring(key)
-        if before in self.ring.nodes:
+        """Whether an owner of ``key`` before any change of the last ``window_s`` is
+        gone without leaving (dead or cut off): what it stored last may not have
+        reached us. Every recent change counts, not only the last: when b dies and
+        then a, a chat b owned passed through a, which owned it too briefly to
+        route anything."""
+        now = asyncio.get_running_loop().time()
+        gone: set[str] = set()
+        for changed_at, before_ring in reversed(self._recent):
+            if now - changed_at > window_s:
+                break
+            before = before_ring(key)
+            if before not in self.ring.nodes:
+                gone.add(before)
+        if not gone:
             return False
         # A node that left on purpose flushed what it held first (its drain).
-        return not any(
-            m.node_id == before and m.status == "left" for m in self.membership.members()
-        )
+        left = {m.node_id for m in self.membership.members() if m.status == "left"}
+        return not gone <= left
 
     async def flushed(self, within: float = 3.0) -> bool:
         """Wait (bounded) until every peer acknowledged every frame queued so far."""

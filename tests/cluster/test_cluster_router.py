@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from chatd.cluster.hrw import owner
 from chatd.core.events import Event
 from tests.cluster.bare import (
     BareNode,
@@ -90,3 +91,33 @@ async def test_a_restarted_home_learns_again_where_its_users_are(three) -> None:
     # The sockets c had before it restarted are gone, everywhere.
     await eventually(lambda: not a.parts.presence.is_online(gone))
     assert not b.parts.presence.is_online(gone)
+
+
+async def test_a_chat_whose_owner_died_two_changes_ago_resyncs_before_its_next_event(
+    three,
+) -> None:
+    """b owns the chat, dies, and c takes it over; then a dies too. c never routed
+    the chat, and what b stored last may not have reached anyone: the first event
+    c routes for it (seq 7) closes the users' sockets so they resync from storage
+    instead of seeing 7 after a gap they cannot notice."""
+    cluster, (a, b, c) = three
+    everyone = [a.node_id, b.node_id, c.node_id]
+    chat = next(
+        f"chat-{i}"
+        for i in range(10_000)
+        if owner(f"chat-{i}", everyone) == b.node_id
+        and owner(f"chat-{i}", [a.node_id, c.node_id]) == c.node_id
+    )
+    user = user_homed_on([a, b, c], c.node_id)  # homed on c whoever is alive
+    c.parts.presence.connected(user, "phone")
+    cluster.set_status(b.node_id, "dead")
+    await eventually(lambda: c.parts.node.ring.nodes == (a.node_id, c.node_id))
+    cluster.set_status(a.node_id, "dead")
+    await eventually(lambda: c.parts.node.ring.nodes == (c.node_id,))
+
+    c.parts.router.publish([user], Event("new_message", {"n": 7}, chat_id=chat, seq=7))
+    assert [i.ids for i in c.sockets.invalidations if i.kind == "users"] == [(user,)]
+    assert c.sockets.delivered == []
+    # Routed once, the chat's next seq is in order again.
+    c.parts.router.publish([user], Event("new_message", {"n": 8}, chat_id=chat, seq=8))
+    assert c.sockets.events() == [{"n": 8}]
