@@ -65,11 +65,9 @@ class ClusterNode:
         self._restart_listeners: list[Callable[[str, set[str]], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ring = Rendezvous([self.node_id])
-        #: The ring before the last change, and when it changed (hand-over fences).
-        self.previous_ring = Rendezvous([self.node_id])
-        self.changed_at = 0.0
-        #: (when, the ring before) of the recent changes: an owner lost two changes
-        #: ago (b dies, then a) is still a lost owner.
+        #: (when, the ring before) of the recent changes, newest last: the last one
+        #: fences hand-overs; an owner lost two changes ago (b dies, then a) is
+        #: still a lost owner.
         self._recent: deque[tuple[float, Rendezvous]] = deque(maxlen=RECENT_CHANGES)
         self._started = False
         server.register(links.KIND, self._inbound.accept, node_id=self.node_id)
@@ -180,9 +178,8 @@ class ClusterNode:
         previous = self.ring
         if previous.nodes == (self.node_id,):  # joining: the others owned everything
             previous = Rendezvous([n for n in alive if n != self.node_id] or [self.node_id])
-        self.previous_ring, self.ring = previous, Rendezvous(list(alive))
-        self.changed_at = asyncio.get_running_loop().time()
-        self._recent.append((self.changed_at, previous))
+        self.ring = Rendezvous(list(alive))
+        self._recent.append((asyncio.get_running_loop().time(), previous))
         log.info("cluster: %d alive nodes", len(alive))
         for listener in self._change_listeners:
             try:
@@ -213,9 +210,12 @@ class ClusterNode:
     def previous_owner(self, key: str, window_s: float) -> str | None:
         """Who owned ``key`` before the last change, if that was less than ``window_s``
         ago and it is another node still alive (it may still be writing it)."""
-        if asyncio.get_running_loop().time() - self.changed_at > window_s:
+        if not self._recent:
             return None
-        before = self.previous_ring(key)
+        changed_at, before_ring = self._recent[-1]
+        if asyncio.get_running_loop().time() - changed_at > window_s:
+            return None
+        before = before_ring(key)
         if before == self.node_id or before not in self.ring.nodes:
             return None
         return before
